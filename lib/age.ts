@@ -1,0 +1,166 @@
+/**
+ * The external `age` binary, driven through pipes. Plaintext goes in and out
+ * through stdin and stdout only, never through argv or a file, which is why
+ * `-o` is never used. Called from the worker only.
+ *
+ * @module
+ */
+
+/** The largest output accepted from age, for stores and their plaintext alike. */
+export const MAX_AGE_OUTPUT_BYTES = 1024 * 1024;
+
+/** The outcome of one age run. */
+export type AgeResult =
+  | { ok: true; output: Uint8Array }
+  | { ok: false; reason: string };
+
+async function readLimited(
+  stream: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<Uint8Array | null> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  let tooLarge = false;
+  for await (const chunk of stream) {
+    total += chunk.length;
+    if (total > limit) {
+      tooLarge = true;
+      chunk.fill(0);
+      continue;
+    }
+    chunks.push(chunk);
+  }
+  const output = new Uint8Array(tooLarge ? 0 : total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    if (!tooLarge) output.set(chunk, offset);
+    offset += chunk.length;
+    chunk.fill(0);
+  }
+  return tooLarge ? null : output;
+}
+
+async function runAge(
+  args: string[],
+  input: Uint8Array,
+  env: Record<string, string>,
+  stderr: "inherit" | "piped",
+): Promise<AgeResult> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("age", {
+      args,
+      stdin: "piped",
+      stdout: "piped",
+      stderr,
+      clearEnv: true,
+      env,
+    }).spawn();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      return { ok: false, reason: "age not found on PATH" };
+    }
+    return { ok: false, reason: `cannot run age: ${(error as Error).message}` };
+  }
+  const writer = child.stdin.getWriter();
+  const writing = writer.write(input).then(() => writer.close()).catch(() => {
+    // age exits early on a bad header and closes its stdin; its exit code and
+    // message tell what happened.
+  });
+  const [output, errorText] = await Promise.all([
+    readLimited(child.stdout, MAX_AGE_OUTPUT_BYTES),
+    stderr === "piped"
+      ? new Response(child.stderr).text()
+      : Promise.resolve(""),
+    writing,
+  ]);
+  const status = await child.status;
+  if (output === null) {
+    return {
+      ok: false,
+      reason: `age output is larger than ${MAX_AGE_OUTPUT_BYTES} bytes`,
+    };
+  }
+  if (!status.success) {
+    output.fill(0);
+    const detail = errorText.trim().split("\n").filter((line) => line !== "")
+      .join("; ");
+    const exit = status.signal
+      ? `killed by ${status.signal}`
+      : `exit code ${status.code}`;
+    return {
+      ok: false,
+      reason: detail
+        ? `age failed (${exit}): ${detail}`
+        : `age failed (${exit})`,
+    };
+  }
+  return { ok: true, output };
+}
+
+/**
+ * Decrypts ciphertext with `age -d`, one `-i` per identity file. With no
+ * identities age asks for a passphrase on the terminal. age's own messages,
+ * plugin prompts included, go straight to the user's stderr.
+ *
+ * @example
+ * ```ts
+ * const result = await ageDecrypt(ciphertext, ["/home/me/key.txt"], { PATH: "/usr/bin" });
+ * if (result.ok) console.log(result.output.length);
+ * ```
+ */
+export function ageDecrypt(
+  ciphertext: Uint8Array,
+  identities: readonly string[],
+  env: Record<string, string>,
+): Promise<AgeResult> {
+  const args = ["--decrypt"];
+  for (const identity of identities) args.push("--identity", identity);
+  return runAge(args, ciphertext, env, "inherit");
+}
+
+/**
+ * Encrypts plaintext with `age -e` to recipients given as strings (`-r`) and
+ * as a recipients file (`-R`). The output is binary, not armored.
+ *
+ * @example
+ * ```ts
+ * const result = await ageEncrypt(plaintext, ["age1..."], undefined, { PATH: "/usr/bin" });
+ * ```
+ */
+export function ageEncrypt(
+  plaintext: Uint8Array,
+  recipients: readonly string[],
+  recipientsFile: string | undefined,
+  env: Record<string, string>,
+): Promise<AgeResult> {
+  const args = ["--encrypt"];
+  for (const recipient of recipients) args.push("--recipient", recipient);
+  if (recipientsFile !== undefined) {
+    args.push("--recipients-file", recipientsFile);
+  }
+  return runAge(args, plaintext, env, "piped");
+}
+
+/**
+ * Extracts the recipients written as comments into identity files: the
+ * `# public key: age1...` line of age-keygen and the `Recipient: age1...`
+ * lines of age plugins. Returns them in order, without duplicates.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "node:assert";
+ * const text = "# created: 2026-01-01\n# public key: age1abc\nAGE-SECRET-KEY-1XYZ\n";
+ * assertEquals(recipientsFromIdentity(text), ["age1abc"]);
+ * ```
+ */
+export function recipientsFromIdentity(text: string): string[] {
+  const found: string[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    const match = /^#\s*(?:public key|recipient):\s*(age1[0-9a-z]+)\s*$/i.exec(
+      line,
+    );
+    if (match && !found.includes(match[1])) found.push(match[1]);
+  }
+  return found;
+}

@@ -1,0 +1,117 @@
+/**
+ * Validation of codex's `auth.json`. Runs only inside the worker, because its
+ * input is plaintext. Results carry no token material: only the login kind,
+ * the `last_refresh` time and a reason written from the JSON's shape.
+ *
+ * @module
+ */
+
+/** How codex logs in with an auth.json. */
+export type LoginKind = "api-key" | "chatgpt";
+
+/** The outcome of {@linkcode checkAuthJson}. */
+export type AuthCheck =
+  | { valid: true; kind: LoginKind; lastRefresh: string | null }
+  | { valid: false; reason: string };
+
+const TOKEN_FIELDS = ["id_token", "access_token", "refresh_token"] as const;
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return `a ${typeof value}`;
+}
+
+/**
+ * Checks that bytes are an auth.json codex can use: a JSON object with a
+ * non-empty `OPENAI_API_KEY` string (API-key form) or a `tokens` object whose
+ * `id_token`, `access_token` and `refresh_token` are non-empty strings
+ * (ChatGPT form). Unknown fields are allowed.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "node:assert";
+ * const bytes = new TextEncoder().encode('{"OPENAI_API_KEY":"sk-x"}');
+ * assertEquals(checkAuthJson(bytes), { valid: true, kind: "api-key", lastRefresh: null });
+ * ```
+ */
+export function checkAuthJson(bytes: Uint8Array): AuthCheck {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return { valid: false, reason: "not UTF-8 text" };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    // JSON.parse messages quote the input, so they are never passed on.
+    return { valid: false, reason: "not JSON" };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return {
+      valid: false,
+      reason: `JSON is ${describe(value)}, expected an object`,
+    };
+  }
+  const auth = value as Record<string, unknown>;
+  const lastRefresh = typeof auth.last_refresh === "string"
+    ? auth.last_refresh
+    : null;
+
+  const tokens = auth.tokens;
+  if (tokens !== undefined && tokens !== null) {
+    if (typeof tokens !== "object" || Array.isArray(tokens)) {
+      return {
+        valid: false,
+        reason: `"tokens" is ${describe(tokens)}, expected an object`,
+      };
+    }
+    const record = tokens as Record<string, unknown>;
+    for (const field of TOKEN_FIELDS) {
+      const token = record[field];
+      if (typeof token !== "string" || token === "") {
+        return {
+          valid: false,
+          reason: `"tokens.${field}" is ${
+            typeof token === "string" ? "empty" : describe(token)
+          }, expected a non-empty string`,
+        };
+      }
+    }
+    return { valid: true, kind: "chatgpt", lastRefresh };
+  }
+
+  const apiKey = auth.OPENAI_API_KEY;
+  if (typeof apiKey === "string" && apiKey !== "") {
+    return { valid: true, kind: "api-key", lastRefresh };
+  }
+  return {
+    valid: false,
+    reason:
+      'no credentials: neither a non-empty "OPENAI_API_KEY" nor a "tokens" object',
+  };
+}
+
+/**
+ * Compares two `last_refresh` times. Returns true when `candidate` is older
+ * than `reference`. Missing or unparsable times never count as older.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "node:assert";
+ * assertEquals(isOlder("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"), true);
+ * assertEquals(isOlder(null, "2026-02-01T00:00:00Z"), false);
+ * ```
+ */
+export function isOlder(
+  candidate: string | null,
+  reference: string | null,
+): boolean {
+  if (candidate === null || reference === null) return false;
+  const a = Date.parse(candidate);
+  const b = Date.parse(reference);
+  if (Number.isNaN(a) || Number.isNaN(b)) return false;
+  return a < b;
+}

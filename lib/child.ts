@@ -1,0 +1,181 @@
+/**
+ * The codex child process: started with the user's terminal and arguments,
+ * waited for, and its exit status passed on as if codex had run directly.
+ *
+ * Signals: the terminal sends Ctrl-C (SIGINT) and Ctrl-Z (SIGTSTP) to the
+ * whole foreground process group, codex included, so SIGINT is only kept from
+ * killing this process and SIGTSTP is left alone. SIGTERM, SIGHUP and SIGQUIT
+ * may be sent to this process alone, so they are forwarded to codex.
+ *
+ * @module
+ */
+
+import { CliError } from "./output.ts";
+
+/** The signals forwarded to codex. */
+export const FORWARDED_SIGNALS: readonly Deno.Signal[] = [
+  "SIGTERM",
+  "SIGHUP",
+  "SIGQUIT",
+];
+
+/** Codex's config override that keeps it on the file store, and so on the RAM copy. */
+export const FILE_STORE_OVERRIDE = ["-c", 'cli_auth_credentials_store="file"'];
+
+const SIGNAL_NUMBERS: Readonly<Partial<Record<Deno.Signal, number>>> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  SIGXCPU: 24,
+  SIGXFSZ: 25,
+  SIGSYS: 31,
+};
+
+/**
+ * Computes the exit code a shell reports for a status: the code, or 128 plus
+ * the signal number when a signal ended the process.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "node:assert";
+ * assertEquals(exitCodeOf({ success: false, code: 143, signal: "SIGTERM" }), 143);
+ * assertEquals(exitCodeOf({ success: false, code: 3, signal: null }), 3);
+ * ```
+ */
+export function exitCodeOf(status: Deno.CommandStatus): number {
+  if (status.signal) {
+    const number = SIGNAL_NUMBERS[status.signal];
+    if (number !== undefined) return 128 + number;
+  }
+  return status.code;
+}
+
+/**
+ * Finds a codex argument that sets `cli_auth_credentials_store` to a store
+ * other than the file, which would make codex ignore the RAM copy. Returns the
+ * offending argument, or null.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "node:assert";
+ * assertEquals(findStoreOverride(["-c", "cli_auth_credentials_store=keyring"]), "cli_auth_credentials_store=keyring");
+ * assertEquals(findStoreOverride(["exec", "cli_auth_credentials_store=keyring"]), null);
+ * ```
+ */
+export function findStoreOverride(args: readonly string[]): string | null {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") break;
+    let value: string | undefined;
+    if (arg === "-c" || arg === "--config") value = args[i + 1];
+    else if (arg.startsWith("--config=")) value = arg.slice("--config=".length);
+    else if (arg.startsWith("-c") && arg.length > 2) value = arg.slice(2);
+    if (value === undefined) continue;
+    const match = /^\s*cli_auth_credentials_store\s*=\s*(.*)$/.exec(value);
+    if (match === null) continue;
+    const store = match[1].trim().replace(/^["']|["']$/g, "");
+    if (store !== "file") return value;
+  }
+  return null;
+}
+
+/**
+ * Builds codex's environment: the user's, minus `LD_*` variables (Deno refuses
+ * to spawn with them under a scoped --allow-run), plus `CODEX_HOME`.
+ * Returns the environment and the names that were dropped.
+ *
+ * @example
+ * ```ts
+ * const { env, dropped } = childEnvironment({ PATH: "/usr/bin", LD_PRELOAD: "x.so" }, "/home/me/.codex");
+ * console.log(env.CODEX_HOME, dropped); // /home/me/.codex [ "LD_PRELOAD" ]
+ * ```
+ */
+export function childEnvironment(
+  environment: Record<string, string>,
+  codexHome?: string,
+): { env: Record<string, string>; dropped: string[] } {
+  const env: Record<string, string> = {};
+  const dropped: string[] = [];
+  for (const [name, value] of Object.entries(environment)) {
+    if (name.startsWith("LD_")) {
+      if (value !== "") dropped.push(name);
+      continue;
+    }
+    env[name] = value;
+  }
+  if (codexHome !== undefined) env.CODEX_HOME = codexHome;
+  return { env, dropped: dropped.sort() };
+}
+
+/**
+ * Runs codex with inherited stdio and the file-store override in front of the
+ * user's arguments, forwards signals, and returns its exit code.
+ *
+ * @example
+ * ```ts
+ * const code = await runCodex(["login", "status"], { PATH: "/usr/bin", CODEX_HOME: "/home/me/.codex" });
+ * Deno.exit(code);
+ * ```
+ */
+export async function runCodex(
+  args: readonly string[],
+  env: Record<string, string>,
+): Promise<number> {
+  const ignoreInterrupt = () => {};
+  Deno.addSignalListener("SIGINT", ignoreInterrupt);
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("codex", {
+      args: [...FILE_STORE_OVERRIDE, ...args],
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+      clearEnv: true,
+      env,
+    }).spawn();
+  } catch (error) {
+    Deno.removeSignalListener("SIGINT", ignoreInterrupt);
+    if (error instanceof Deno.errors.NotFound) {
+      throw new CliError("codex not found on PATH", {
+        hints: [
+          "install it with: npm install -g @openai/codex",
+          "then run secure-codex again",
+        ],
+      });
+    }
+    throw new CliError(`cannot start codex: ${(error as Error).message}`);
+  }
+
+  const forwarders = FORWARDED_SIGNALS.map((signal) => {
+    const forward = () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // codex has already exited; its status is read below.
+      }
+    };
+    Deno.addSignalListener(signal, forward);
+    return { signal, forward };
+  });
+
+  try {
+    return exitCodeOf(await child.status);
+  } finally {
+    for (const { signal, forward } of forwarders) {
+      Deno.removeSignalListener(signal, forward);
+    }
+    Deno.removeSignalListener("SIGINT", ignoreInterrupt);
+  }
+}

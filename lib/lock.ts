@@ -1,0 +1,90 @@
+/**
+ * Advisory file locks (flock) on small files that are never replaced, so a
+ * lock always refers to the path it was taken on. Locks are released when the
+ * file is closed or the process dies.
+ *
+ * @module
+ */
+
+/**
+ * Opens (creating if needed, mode 0600) and locks a lock file. Waits for the
+ * lock. If the path was removed or replaced while waiting, the lock is taken
+ * again on the new file, so two processes never hold "the same" lock on
+ * different inodes.
+ *
+ * @example
+ * ```ts
+ * const lock = await lockFile("/run/user/1000/secure-codex/0123456789abcdef/session.lock", true);
+ * try {
+ *   // critical section
+ * } finally {
+ *   lock.close();
+ * }
+ * ```
+ */
+export async function lockFile(
+  path: string,
+  exclusive: boolean,
+): Promise<Deno.FsFile> {
+  for (;;) {
+    const file = await Deno.open(path, {
+      read: true,
+      write: true,
+      create: true,
+      mode: 0o600,
+    });
+    try {
+      await file.lock(exclusive);
+      if (await isSameFile(file, path)) return file;
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+    file.close();
+  }
+}
+
+/**
+ * Opens and tries to lock a lock file without waiting. Returns null when
+ * another process holds a conflicting lock.
+ *
+ * @example
+ * ```ts
+ * const lock = await tryLockFile("/run/user/1000/secure-codex/0123456789abcdef/users.lock", true);
+ * if (lock === null) console.log("in use");
+ * ```
+ */
+export async function tryLockFile(
+  path: string,
+  exclusive: boolean,
+): Promise<Deno.FsFile | null> {
+  const file = await Deno.open(path, {
+    read: true,
+    write: true,
+    create: true,
+    mode: 0o600,
+  });
+  let locked: boolean;
+  try {
+    locked = await file.tryLock(exclusive);
+  } catch (error) {
+    file.close();
+    throw error;
+  }
+  if (!locked) {
+    file.close();
+    return null;
+  }
+  return file;
+}
+
+async function isSameFile(file: Deno.FsFile, path: string): Promise<boolean> {
+  const opened = await file.stat();
+  try {
+    const current = await Deno.lstat(path);
+    return current.ino === opened.ino && current.dev === opened.dev;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}

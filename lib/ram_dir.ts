@@ -1,0 +1,263 @@
+/**
+ * The RAM directory: where the plaintext `auth.json` lives while a session is
+ * unlocked.
+ *
+ * Invariant: before any plaintext is written, the directory is a real directory
+ * (not a symlink), owned by the user, mode 0700 and on tmpfs or ramfs. Its
+ * parent is a real directory in which nobody else can rename entries: owned by
+ * the user or root, and either not writable by group and others or carrying
+ * the sticky bit (as `/tmp`-like shared tmpfs mounts do).
+ *
+ * @module
+ */
+
+import { statfsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { CliError } from "./output.ts";
+
+/** `f_type` of tmpfs in statfs(2). */
+export const TMPFS_MAGIC = 0x01021994;
+/** `f_type` of ramfs in statfs(2). */
+export const RAMFS_MAGIC = 0x858458f6;
+
+/** Where the RAM directory comes from, for messages. */
+export type RamDirSource = "--ram-dir" | "XDG_RUNTIME_DIR" | "/run/user/<uid>";
+
+/** A chosen RAM directory path and where it came from. */
+export interface RamDirChoice {
+  /** The session directory that holds `auth.json` (absolute). */
+  path: string;
+  /** The setting that produced the path. */
+  source: RamDirSource;
+}
+
+const SAFE_ALTERNATIVES = [
+  "log in through a normal session (ssh, a desktop or `machinectl shell`) so systemd creates /run/user/<uid>",
+  "or run `loginctl enable-linger` once so /run/user/<uid> exists without a login",
+  "or mount a tmpfs you own (for example Docker's --tmpfs /run/secure-codex:mode=0700,uid=<uid>) and pass --ram-dir on it",
+];
+
+/**
+ * Computes a short id that is stable for one codex home: the first 16 hex
+ * digits of the SHA-256 of its canonical path.
+ *
+ * @example
+ * ```ts
+ * const id = await sessionId("/home/me/.codex");
+ * console.log(id.length); // 16
+ * ```
+ */
+export async function sessionId(canonicalHome: string): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(canonicalHome),
+  );
+  return Array.from(new Uint8Array(digest).subarray(0, 8))
+    .map((byte) => byte.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+/**
+ * Chooses the RAM directory: `--ram-dir` if given, else
+ * `$XDG_RUNTIME_DIR/secure-codex/<id>`, else `/run/user/<uid>/secure-codex/<id>`
+ * when that runtime directory exists.
+ *
+ * @example
+ * ```ts
+ * const choice = chooseRamDir({ xdgRuntimeDir: "/run/user/1000", uid: 1000, id: "0123456789abcdef" });
+ * console.log(choice.path); // /run/user/1000/secure-codex/0123456789abcdef
+ * ```
+ */
+export function chooseRamDir(
+  settings: {
+    ramDir?: string;
+    xdgRuntimeDir?: string;
+    uid: number;
+    id: string;
+  },
+): RamDirChoice {
+  if (settings.ramDir !== undefined) {
+    return { path: settings.ramDir, source: "--ram-dir" };
+  }
+  if (settings.xdgRuntimeDir) {
+    return {
+      path: join(settings.xdgRuntimeDir, "secure-codex", settings.id),
+      source: "XDG_RUNTIME_DIR",
+    };
+  }
+  const runUser = `/run/user/${settings.uid}`;
+  if (lstatOrNull(runUser)?.isDirectory) {
+    return {
+      path: join(runUser, "secure-codex", settings.id),
+      source: "/run/user/<uid>",
+    };
+  }
+  throw new CliError(
+    "no RAM directory: XDG_RUNTIME_DIR is unset and /run/user/" + settings.uid +
+      " does not exist",
+    { hints: SAFE_ALTERNATIVES },
+  );
+}
+
+function lstatOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+function refuse(
+  message: string,
+  path: string,
+  extraHints: string[] = [],
+): never {
+  throw new CliError(`${message}: ${path}`, {
+    hints: [...extraHints, ...SAFE_ALTERNATIVES],
+  });
+}
+
+function modeString(mode: number): string {
+  return "0" + (mode & 0o7777).toString(8);
+}
+
+/** Checks that a path is not under /dev, /proc or /sys, which Deno cannot use scoped. */
+function checkNotSpecialFilesystem(path: string): void {
+  for (const prefix of ["/dev", "/proc", "/sys"]) {
+    if (path === prefix || path.startsWith(prefix + "/")) {
+      refuse(
+        `RAM directory under ${prefix} is not supported`,
+        path,
+        [
+          `Deno refuses every ${prefix} path without --allow-all, and /dev/shm is shared by all users`,
+        ],
+      );
+    }
+  }
+}
+
+/** Checks that a path is on tmpfs or ramfs, so its pages never reach a disk filesystem. */
+export function checkRamFilesystem(path: string): void {
+  const type = statfsSync(path).type;
+  if (type !== TMPFS_MAGIC && type !== RAMFS_MAGIC) {
+    refuse(
+      `RAM directory is not on tmpfs or ramfs (filesystem type 0x${
+        type.toString(16)
+      })`,
+      path,
+      ["plaintext tokens there would be written to disk"],
+    );
+  }
+}
+
+/** Checks a directory that must belong to the user alone. */
+function checkPrivateDirectory(
+  path: string,
+  info: Deno.FileInfo,
+  uid: number,
+): void {
+  if (info.isSymlink) refuse("RAM directory is a symlink", path);
+  if (!info.isDirectory) refuse("RAM directory is not a directory", path);
+  if (info.uid !== uid) {
+    refuse(
+      `RAM directory is owned by uid ${info.uid}, not by you (uid ${uid})`,
+      path,
+      ["another user may have created it to read your tokens; do not use it"],
+    );
+  }
+  const mode = (info.mode ?? 0) & 0o7777;
+  if (mode !== 0o700) {
+    refuse(
+      `RAM directory has mode ${modeString(mode)}, expected 0700`,
+      path,
+      [`if you created it yourself: chmod 700 ${path}`],
+    );
+  }
+}
+
+/** Checks the parent of the RAM directory: nobody else may rename entries in it. */
+function checkParent(path: string, uid: number): void {
+  const info = lstatOrNull(path);
+  if (info === null) refuse("parent of the RAM directory does not exist", path);
+  if (info.isSymlink) refuse("parent of the RAM directory is a symlink", path);
+  if (!info.isDirectory) {
+    refuse("parent of the RAM directory is not a directory", path);
+  }
+  const mode = (info.mode ?? 0) & 0o7777;
+  const trustedOwner = info.uid === uid || info.uid === 0;
+  const noForeignRenames = (mode & 0o022) === 0 || (mode & 0o1000) !== 0;
+  if (!trustedOwner || !noForeignRenames) {
+    refuse(
+      `parent of the RAM directory is not safe (owner uid ${info.uid}, mode ${
+        modeString(mode)
+      })`,
+      path,
+      ["it must be owned by you or root and not writable by others, unless it has the sticky bit"],
+    );
+  }
+}
+
+/** Creates a directory with mode 0700, or accepts one that already exists. */
+function makePrivateDirectory(path: string): boolean {
+  try {
+    Deno.mkdirSync(path, { mode: 0o700 });
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return false;
+    throw error;
+  }
+  // A restrictive umask can only remove bits, and this directory is ours.
+  Deno.chmodSync(path, 0o700);
+  return true;
+}
+
+/**
+ * Creates the RAM directory if missing and checks it: real directory, owned by
+ * `uid`, mode 0700, on tmpfs or ramfs, with a safe parent. For the default
+ * location the `secure-codex` level is created and checked the same way.
+ * An existing directory with another mode is rejected, never changed.
+ *
+ * @example
+ * ```ts
+ * ensureRamDir({ path: "/run/user/1000/secure-codex/0123456789abcdef", source: "XDG_RUNTIME_DIR" }, 1000);
+ * ```
+ */
+export function ensureRamDir(choice: RamDirChoice, uid: number): void {
+  const { path } = choice;
+  checkNotSpecialFilesystem(path);
+  if (!path.startsWith("/") || path === "/") {
+    refuse("invalid RAM directory", path);
+  }
+
+  const parent = dirname(path);
+  if (choice.source !== "--ram-dir") {
+    // <runtime dir>/secure-codex/<id>: the runtime directory itself is checked
+    // as a parent, the secure-codex level as a private directory.
+    const runtimeDir = dirname(parent);
+    checkNotSpecialFilesystem(runtimeDir);
+    checkParent(runtimeDir, uid);
+    checkRamFilesystem(runtimeDir);
+    makePrivateDirectory(parent);
+    const parentInfo = Deno.lstatSync(parent);
+    checkPrivateDirectory(parent, parentInfo, uid);
+  } else {
+    checkParent(parent, uid);
+    // Check before creating, so a refused path leaves nothing behind. An
+    // existing directory may be a mount point, so it is checked itself below.
+    if (lstatOrNull(path) === null) checkRamFilesystem(parent);
+  }
+
+  try {
+    makePrivateDirectory(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      refuse("parent of the RAM directory does not exist", parent);
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      refuse("cannot create the RAM directory (permission denied)", path);
+    }
+    throw error;
+  }
+  checkPrivateDirectory(path, Deno.lstatSync(path), uid);
+  checkRamFilesystem(path);
+}

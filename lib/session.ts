@@ -1,0 +1,598 @@
+/**
+ * A session: one codex home unlocked into one RAM directory, shared by every
+ * secure-codex process that runs codex with that home.
+ *
+ * Files in the RAM directory:
+ * - `auth.json`: the plaintext copy, mode 0600, the target of the link.
+ * - `session.json`: what was last synchronised with the store (hashes,
+ *   fingerprint, times, public recipients). It holds no secret.
+ * - `session.lock`: taken exclusively to unlock, write back or clean up, so
+ *   concurrent processes decrypt once and never write the store at once.
+ * - `users.lock`: held shared by every process running codex, so the last one
+ *   can tell it is last without a counter file.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { isOlder } from "./auth_json.ts";
+import { checkLink, ensureLink, inspectLink } from "./link.ts";
+import { lockFile, tryLockFile } from "./lock.ts";
+import { CliError, notice, warn } from "./output.ts";
+import { ensureRamDir, type RamDirChoice } from "./ram_dir.ts";
+import {
+  checkReadableFile,
+  MAX_KEY_FILE_BYTES,
+  parseStoreHeader,
+  readStore,
+  sha256Hex,
+} from "./store.ts";
+import { fingerprintOf, PlaintextWorker, WorkerError } from "./worker.ts";
+import { writeBack, type WriteBackOutcome } from "./write_back.ts";
+
+/** The non-secret record of what the RAM copy and the store last agreed on. */
+export interface SessionState {
+  version: 1;
+  codexHome: string;
+  store: string;
+  /** SHA-256 of the store's ciphertext when last read or written; null if none. */
+  storeSha256: string | null;
+  /** SHA-256 of the RAM copy when it last matched the store. */
+  plaintextSha256: string;
+  /** Fingerprint of the RAM copy file when it last matched the store. */
+  plaintextFingerprint: string;
+  /** `last_refresh` of the tokens in the store, if they carry one. */
+  lastRefresh: string | null;
+  /** Public recipients for write-back, from identity file comments. */
+  recipients: string[];
+  unlockedAt: string;
+  lastWriteBackAt: string | null;
+}
+
+/** Everything a session needs to know, resolved from the options. */
+export interface SessionConfig {
+  codexHome: string;
+  store: string;
+  identities: readonly string[];
+  recipientsFile?: string;
+  ramDir: RamDirChoice;
+  uid: number;
+  /** The environment age runs with (no `LD_*`). */
+  ageEnv: Record<string, string>;
+}
+
+/**
+ * One session, as seen by this process.
+ *
+ * @example
+ * ```ts
+ * const session = new Session(config);
+ * await session.open();
+ * await session.join();
+ * // run codex, write back on changes
+ * await session.leave(true);
+ * ```
+ */
+export class Session {
+  readonly config: SessionConfig;
+  /** `<ram>/auth.json`, the plaintext copy. */
+  readonly ramCopy: string;
+  /** `<codex home>/auth.json`, the link. */
+  readonly linkPath: string;
+  /** `<codex home>/auth.lock`, codex's own lock around auth.json. */
+  readonly codexLockPath: string;
+  #worker: PlaintextWorker | null = null;
+  #users: Deno.FsFile | null = null;
+
+  /** Creates the session object; nothing is touched until a method runs. */
+  constructor(config: SessionConfig) {
+    this.config = config;
+    this.ramCopy = join(config.ramDir.path, "auth.json");
+    this.linkPath = join(config.codexHome, "auth.json");
+    this.codexLockPath = join(config.codexHome, "auth.lock");
+  }
+
+  get ramDir(): string {
+    return this.config.ramDir.path;
+  }
+
+  get #statePath(): string {
+    return join(this.ramDir, "session.json");
+  }
+
+  /** The worker, started on first use with permissions narrowed to this session's files. */
+  worker(): PlaintextWorker {
+    if (this.#worker === null) {
+      this.#worker = PlaintextWorker.start({
+        store: this.config.store,
+        identities: this.config.identities,
+        recipientsFile: this.config.recipientsFile,
+        ramDir: this.ramDir,
+        env: this.config.ageEnv,
+      });
+    }
+    return this.#worker;
+  }
+
+  /** Stops the worker if one was started. */
+  close(): void {
+    this.#worker?.terminate();
+    this.#worker = null;
+    this.#users?.close();
+    this.#users = null;
+  }
+
+  /** Reads `session.json`; returns null when missing or unreadable. */
+  readState(): SessionState | null {
+    try {
+      const state = JSON.parse(
+        Deno.readTextFileSync(this.#statePath),
+      ) as SessionState;
+      return state.version === 1 ? state : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Replaces `session.json` by temp file and rename. */
+  writeState(state: SessionState): void {
+    const temp = `${this.#statePath}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+    Deno.writeTextFileSync(temp, JSON.stringify(state, null, 2) + "\n", {
+      createNew: true,
+      mode: 0o600,
+    });
+    Deno.renameSync(temp, this.#statePath);
+  }
+
+  /** Runs `action` under the exclusive session lock, creating the RAM directory if needed. */
+  async withLock<T>(action: () => Promise<T>): Promise<T> {
+    ensureRamDir(this.config.ramDir, this.config.uid);
+    return await this.#locked(action);
+  }
+
+  /**
+   * Writes back under the session lock if the RAM directory still exists. A
+   * directory removed by a cleanup is not re-created just to find it empty.
+   */
+  async writeBackIfPresent(
+    options: { force: boolean },
+  ): Promise<WriteBackOutcome> {
+    if (lstatOrNull(this.ramDir) === null) return { status: "absent" };
+    try {
+      return await this.#locked(() => writeBack(this, options));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return { status: "absent" };
+      throw error;
+    }
+  }
+
+  async #locked<T>(action: () => Promise<T>): Promise<T> {
+    const lock = await lockFile(join(this.ramDir, "session.lock"), true);
+    try {
+      return await action();
+    } finally {
+      lock.close();
+    }
+  }
+
+  /** Runs `action` while holding codex's own lock on `auth.lock`, briefly. */
+  async withCodexLock<T>(action: () => Promise<T>): Promise<T> {
+    const lock = await lockFile(this.codexLockPath, true);
+    try {
+      return await action();
+    } finally {
+      lock.close();
+    }
+  }
+
+  /** Checks the identity and recipients files before anything is decrypted. */
+  checkKeyFiles(): void {
+    for (const identity of this.config.identities) {
+      checkReadableFile(
+        identity,
+        "identity file",
+        this.config.uid,
+        MAX_KEY_FILE_BYTES,
+      );
+    }
+    if (this.config.recipientsFile !== undefined) {
+      checkReadableFile(
+        this.config.recipientsFile,
+        "recipients file",
+        this.config.uid,
+        MAX_KEY_FILE_BYTES,
+      );
+    }
+  }
+
+  /**
+   * Makes the session usable: reuses a current RAM copy, writes back one that
+   * is newer than the store, or decrypts the store into RAM; then makes sure
+   * the link exists.
+   */
+  async open(): Promise<void> {
+    checkLink(this.linkPath, this.ramCopy, this.config.store);
+    this.checkKeyFiles();
+    await this.withLock(async () => {
+      const state = this.readState();
+      const ramInfo = lstatOrNull(this.ramCopy);
+      if (ramInfo !== null && state !== null) {
+        await this.#reuse(state, ramInfo);
+      } else if (ramInfo !== null) {
+        await this.#recover();
+      } else {
+        await this.#unlock();
+      }
+      ensureLink(this.linkPath, this.ramCopy, this.config.store);
+    });
+  }
+
+  /** A RAM copy with its record exists: keep it, save it, or replace it. */
+  async #reuse(state: SessionState, ramInfo: Deno.FileInfo): Promise<void> {
+    if (state.store !== this.config.store) {
+      throw new CliError(
+        `the unlocked session belongs to another store: ${state.store}`,
+        {
+          hints: [
+            `run secure-codex --auth-enc ${state.store} --cleanup to save and close it`,
+            "then run this command again",
+          ],
+        },
+      );
+    }
+    const ciphertext = readStore(this.config.store, this.config.uid);
+    const storeSha256 = ciphertext === null
+      ? null
+      : await sha256Hex(ciphertext);
+    if (storeSha256 === state.storeSha256 || storeSha256 === null) {
+      // The store is as this session last saw it (or was deleted): the RAM
+      // copy is at least as new, and any change goes back to the store.
+      const outcome = await writeBack(this, { force: storeSha256 === null });
+      reportWriteBack(this, outcome);
+      return;
+    }
+    // Someone else replaced the store. An unchanged RAM copy is simply stale.
+    if (fingerprintOf(ramInfo) !== state.plaintextFingerprint) {
+      const snapshot = await this.withCodexLock(() =>
+        this.worker().snapshot(this.ramDir)
+      );
+      if (
+        snapshot.present && snapshot.valid &&
+        snapshot.sha256 !== state.plaintextSha256
+      ) {
+        reportWriteBack(this, { status: "conflict" });
+        return;
+      }
+    }
+    await this.#unlock();
+  }
+
+  /** A RAM copy without a record, left by a killed run: the newer tokens win. */
+  async #recover(): Promise<void> {
+    const snapshot = await this.withCodexLock(() =>
+      this.worker().snapshot(this.ramDir)
+    );
+    const ciphertext = readStore(this.config.store, this.config.uid);
+    if (ciphertext === null) {
+      if (!snapshot.present || !snapshot.valid) {
+        throw storeNotFound(this.config.store);
+      }
+      // Only the RAM copy holds this login: record it so write-back creates the store.
+      this.writeState(await this.#newState(null, "", "", snapshot.lastRefresh));
+      reportWriteBack(this, await writeBack(this, { force: true }));
+      return;
+    }
+    const decrypted = await this.#decrypt(ciphertext);
+    const ramIsUsable = snapshot.present && snapshot.valid &&
+      !isOlder(snapshot.lastRefresh, decrypted.lastRefresh);
+    if (!ramIsUsable) {
+      await this.#install(ciphertext, decrypted);
+      return;
+    }
+    this.writeState(
+      await this.#newState(
+        ciphertext,
+        decrypted.sha256,
+        "",
+        decrypted.lastRefresh,
+      ),
+    );
+    if (snapshot.sha256 !== decrypted.sha256) {
+      notice(`recovered a RAM copy left by an earlier run: ${this.ramCopy}`);
+    }
+    reportWriteBack(this, await writeBack(this, { force: false }));
+  }
+
+  /** Decrypts the store into RAM and records the new state. */
+  async #unlock(): Promise<void> {
+    const ciphertext = readStore(this.config.store, this.config.uid);
+    if (ciphertext === null) throw storeNotFound(this.config.store);
+    const decrypted = await this.#decrypt(ciphertext);
+    await this.#install(ciphertext, decrypted);
+  }
+
+  async #decrypt(ciphertext: Uint8Array) {
+    const header = parseStoreHeader(ciphertext);
+    if (header === null) {
+      throw new CliError(
+        `store is not an age-encrypted file: ${this.config.store}`,
+        {
+          hints: [
+            "the file is damaged or was not made by age",
+            "restore it from a backup, or log in again with: secure-codex -- login",
+          ],
+        },
+      );
+    }
+    if (!header.passphrase && this.config.identities.length === 0) {
+      throw new CliError(
+        `no identity to decrypt the store: ${this.config.store}`,
+        {
+          hints: [
+            "pass the age identity file with --identity PATH or set SECURE_CODEX_IDENTITY",
+          ],
+        },
+      );
+    }
+    try {
+      return await this.worker().decrypt(
+        this.config.store,
+        this.config.identities,
+      );
+    } catch (error) {
+      if (!(error instanceof WorkerError)) throw error;
+      throw new CliError(
+        `cannot decrypt the store: ${this.config.store}: ${error.message}`,
+        {
+          hints: error.message.startsWith("decrypted store is")
+            ? [
+              "the store must hold a codex auth.json; restore it from a backup or log in again",
+            ]
+            : header.passphrase
+            ? [
+              "enter the passphrase the store was encrypted with, on a terminal",
+            ]
+            : [
+              "check that the identity files are the ones the store was encrypted to",
+            ],
+        },
+      );
+    }
+  }
+
+  async #install(
+    ciphertext: Uint8Array,
+    decrypted: { sha256: string; lastRefresh: string | null },
+  ): Promise<void> {
+    let fingerprint: string;
+    try {
+      fingerprint = await this.withCodexLock(() =>
+        this.worker().install(this.ramDir)
+      );
+    } catch (error) {
+      if (!(error instanceof WorkerError)) throw error;
+      throw new CliError(
+        `cannot unlock into the RAM directory: ${this.ramDir}: ${error.message}`,
+        {
+          hints: [
+            "free space in the RAM directory's filesystem, then run again",
+          ],
+        },
+      );
+    }
+    this.writeState(
+      await this.#newState(
+        ciphertext,
+        decrypted.sha256,
+        fingerprint,
+        decrypted.lastRefresh,
+      ),
+    );
+  }
+
+  async #newState(
+    ciphertext: Uint8Array | null,
+    plaintextSha256: string,
+    plaintextFingerprint: string,
+    lastRefresh: string | null,
+  ): Promise<SessionState> {
+    return {
+      version: 1,
+      codexHome: this.config.codexHome,
+      store: this.config.store,
+      storeSha256: ciphertext === null ? null : await sha256Hex(ciphertext),
+      plaintextSha256,
+      plaintextFingerprint,
+      lastRefresh,
+      recipients: await this.#findRecipients(),
+      unlockedAt: new Date().toISOString(),
+      lastWriteBackAt: null,
+    };
+  }
+
+  async #findRecipients(): Promise<string[]> {
+    if (this.config.identities.length === 0) return [];
+    try {
+      return await this.worker().recipients(this.config.identities);
+    } catch (error) {
+      if (!(error instanceof WorkerError)) throw error;
+      warn(`cannot read recipients from the identity files: ${error.message}`);
+      return [];
+    }
+  }
+
+  /** Holds a shared lock on `users.lock` until {@linkcode leave}. */
+  async join(): Promise<void> {
+    this.#users = await lockFile(join(this.ramDir, "users.lock"), false);
+  }
+
+  /**
+   * Writes back a final time and, unless `keep`, removes the RAM copy when
+   * this is the last process using the session.
+   */
+  async leave(keep: boolean): Promise<void> {
+    if (keep || lstatOrNull(this.ramDir) === null) {
+      reportWriteBack(this, await this.writeBackIfPresent({ force: false }));
+      return;
+    }
+    await this.#locked(async () => {
+      const outcome = await writeBack(this, { force: false });
+      reportWriteBack(this, outcome);
+      const users = this.#users;
+      this.#users = null;
+      const last = users === null ? true : await users.tryLock(true);
+      users?.close();
+      if (!last) return;
+      if (!isSaved(outcome)) {
+        warn(
+          `kept the RAM copy because it is not saved in the store: ${this.ramCopy}`,
+        );
+        return;
+      }
+      this.#removeFiles();
+    });
+  }
+
+  /** Saves a changed RAM copy, then removes the RAM directory; the link is left dangling. */
+  async cleanup(): Promise<void> {
+    if (lstatOrNull(this.ramDir) === null) {
+      notice(`nothing to clean up: ${this.ramDir} does not exist`);
+      return;
+    }
+    await this.withLock(async () => {
+      const users = await tryLockFile(join(this.ramDir, "users.lock"), true);
+      if (users === null) {
+        throw new CliError(
+          `codex is still running with this session: ${this.ramDir}`,
+          {
+            hints: [
+              "exit those codex sessions first, then run --cleanup again",
+              "or set SECURE_CODEX_KEEP=false so the last one removes the RAM copy",
+            ],
+          },
+        );
+      }
+      try {
+        if (lstatOrNull(this.ramCopy) !== null) {
+          if (this.readState() === null) {
+            throw new CliError(
+              `cannot tell whether the RAM copy is saved: ${this.ramCopy}`,
+              {
+                hints: [
+                  "run any secure-codex command once (for example secure-codex -- login status) so it is compared with the store",
+                  "then run --cleanup again",
+                ],
+              },
+            );
+          }
+          const outcome = await writeBack(this, { force: false });
+          reportWriteBack(this, outcome);
+          if (!isSaved(outcome)) {
+            throw new CliError(
+              `kept the RAM copy because it is not saved in the store: ${this.ramCopy}`,
+              {
+                hints: ["fix the problem above, then run --cleanup again"],
+              },
+            );
+          }
+        }
+        this.#removeFiles();
+      } finally {
+        users.close();
+      }
+    });
+    const link = inspectLink(this.linkPath, this.ramCopy);
+    if (link.kind === "ours") {
+      notice(
+        `left ${this.linkPath} as a dangling link, so codex cannot write tokens to disk`,
+      );
+    }
+  }
+
+  #removeFiles(): void {
+    Deno.removeSync(this.ramDir, { recursive: true });
+    notice(`removed the RAM copy: ${this.ramDir}`);
+  }
+}
+
+function isSaved(outcome: WriteBackOutcome): boolean {
+  return outcome.status === "saved" || outcome.status === "unchanged" ||
+    outcome.status === "absent";
+}
+
+function storeNotFound(store: string): CliError {
+  return new CliError(`store not found: ${store}`, {
+    hints: [
+      "pass the encrypted auth.json with --auth-enc PATH or SECURE_CODEX_AUTH_ENC",
+      "to create one from a codex login: age -e -R RECIPIENTS_FILE -o " +
+      store +
+      " ~/.codex/auth.json",
+    ],
+  });
+}
+
+function lstatOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+const reported = new Set<string>();
+
+/**
+ * Prints what a write-back did, once per kind of problem per process, so a
+ * burst of watch events does not repeat the same warning.
+ *
+ * @example
+ * ```ts
+ * reportWriteBack(session, { status: "no-recipients" });
+ * ```
+ */
+export function reportWriteBack(
+  session: Session,
+  outcome: WriteBackOutcome,
+): void {
+  if (
+    outcome.status === "saved" || outcome.status === "unchanged" ||
+    outcome.status === "absent"
+  ) {
+    reported.clear();
+    return;
+  }
+  if (reported.has(outcome.status)) return;
+  reported.add(outcome.status);
+  const { store } = session.config;
+  switch (outcome.status) {
+    case "no-recipients":
+      warn(`refreshed tokens cannot be saved: no recipients for ${store}`, [
+        `they stay in RAM only, at ${session.ramCopy}, and are lost at reboot`,
+        'pass --recipients-file PATH, or an identity file with a "# public key:" line',
+      ]);
+      break;
+    case "conflict":
+      warn(`the store was changed by another program since unlock: ${store}`, [
+        `the tokens in RAM were not written over it; they stay at ${session.ramCopy}`,
+        "to keep the RAM tokens: move the store aside and run secure-codex again, which saves them to a new store",
+      ]);
+      break;
+    case "older":
+      warn(
+        `the RAM copy holds older tokens than the store; not saved: ${session.ramCopy}`,
+      );
+      break;
+    case "invalid":
+      warn(
+        `the RAM copy is not a valid auth.json (${outcome.reason}); not saved: ${session.ramCopy}`,
+      );
+      break;
+    case "failed":
+      warn(`write-back failed: ${store}: ${outcome.reason}`, [
+        `the old store is unchanged and the tokens stay in RAM at ${session.ramCopy}`,
+        "fix the problem and run secure-codex again; it saves them at start",
+      ]);
+      break;
+  }
+}

@@ -1,0 +1,262 @@
+/**
+ * The store: the age-encrypted `auth.json.age` on disk.
+ *
+ * The main thread may read the store because it holds only ciphertext. It is
+ * replaced only atomically: a temp file in the same directory, fsync, rename
+ * over the store, fsync of the directory. A reader therefore sees the old
+ * store or the new one, never a mix, even after a crash.
+ *
+ * @module
+ */
+
+import { basename, dirname, join } from "node:path";
+import { CliError } from "./output.ts";
+
+/** The largest store accepted; a codex auth.json is a few KiB. */
+export const MAX_STORE_BYTES = 1024 * 1024;
+/** The largest identity or recipients file accepted. */
+export const MAX_KEY_FILE_BYTES = 1024 * 1024;
+
+/** What kind of file a path must be, for messages. */
+export type FileRole = "store" | "identity file" | "recipients file";
+
+const ROLE_HINTS: Readonly<Record<FileRole, string>> = {
+  store:
+    "pass the encrypted auth.json with --auth-enc PATH or SECURE_CODEX_AUTH_ENC",
+  "identity file":
+    "pass an age identity file with --identity PATH or SECURE_CODEX_IDENTITY",
+  "recipients file":
+    "pass a file of age recipients with --recipients-file PATH or SECURE_CODEX_RECIPIENTS_FILE",
+};
+
+/**
+ * Checks that a path is a regular file owned by the user (or root) and no
+ * larger than `maxBytes`, following symlinks. FIFOs and devices are rejected
+ * before any open, so a read never blocks.
+ *
+ * @example
+ * ```ts
+ * const info = checkReadableFile("/home/me/.codex/auth.json.age", "store", 1000, MAX_STORE_BYTES);
+ * console.log(info.size);
+ * ```
+ */
+export function checkReadableFile(
+  path: string,
+  role: FileRole,
+  uid: number,
+  maxBytes: number,
+): Deno.FileInfo {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new CliError(`${role} not found: ${path}`, {
+        hints: [ROLE_HINTS[role]],
+      });
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new CliError(
+        `${role} is not readable (permission denied): ${path}`,
+        {
+          hints: [ROLE_HINTS[role]],
+        },
+      );
+    }
+    throw error;
+  }
+  if (!info.isFile) {
+    const kind = info.isDirectory ? "a directory" : "not a regular file";
+    throw new CliError(`${role} is ${kind}: ${path}`, {
+      hints: [ROLE_HINTS[role]],
+    });
+  }
+  if (info.uid !== uid && info.uid !== 0) {
+    throw new CliError(
+      `${role} is owned by uid ${info.uid}, not by you (uid ${uid}): ${path}`,
+      {
+        hints: [
+          "another user can change that file; keep your own copy",
+          ROLE_HINTS[role],
+        ],
+      },
+    );
+  }
+  if (info.size > maxBytes) {
+    throw new CliError(
+      `${role} is too large (${info.size} bytes, limit ${maxBytes}): ${path}`,
+      { hints: [ROLE_HINTS[role]] },
+    );
+  }
+  return info;
+}
+
+/**
+ * Reads the store after {@linkcode checkReadableFile}. Returns null when it does not exist.
+ *
+ * @example
+ * ```ts
+ * const ciphertext = readStore("/home/me/.codex/auth.json.age", 1000);
+ * ```
+ */
+export function readStore(path: string, uid: number): Uint8Array | null {
+  try {
+    Deno.statSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+  checkReadableFile(path, "store", uid, MAX_STORE_BYTES);
+  const bytes = Deno.readFileSync(path);
+  if (bytes.length > MAX_STORE_BYTES) {
+    throw new CliError(
+      `store grew past ${MAX_STORE_BYTES} bytes while being read: ${path}`,
+    );
+  }
+  return bytes;
+}
+
+/** What the age header reveals about how a store was encrypted. */
+export interface StoreHeader {
+  /** The store is passphrase-encrypted (a scrypt stanza). */
+  passphrase: boolean;
+  /** The file is ASCII-armored. */
+  armored: boolean;
+}
+
+const AGE_MAGIC = "age-encryption.org/v1\n";
+const ARMOR_BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----";
+
+/**
+ * Parses the age header of a store without decrypting it. Returns null when
+ * the bytes are not an age file.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "node:assert";
+ * const header = parseStoreHeader(new TextEncoder().encode("age-encryption.org/v1\n-> scrypt abc 18\nxyz\n--- mac\n"));
+ * assertEquals(header?.passphrase, true);
+ * ```
+ */
+export function parseStoreHeader(bytes: Uint8Array): StoreHeader | null {
+  let armored = false;
+  let binary = bytes;
+  const start = new TextDecoder().decode(
+    bytes.subarray(0, ARMOR_BEGIN.length + 2),
+  );
+  if (start.trimStart().startsWith(ARMOR_BEGIN)) {
+    armored = true;
+    const text = new TextDecoder().decode(bytes);
+    const body = text.trim().split(/\r?\n/).slice(1).filter((line) =>
+      !line.startsWith("-----")
+    ).join("");
+    try {
+      binary = Uint8Array.from(atob(body), (char) => char.charCodeAt(0));
+    } catch {
+      return null;
+    }
+  }
+  const headerEnd = findHeaderEnd(binary);
+  if (headerEnd < 0) return null;
+  const header = new TextDecoder().decode(binary.subarray(0, headerEnd));
+  if (!header.startsWith(AGE_MAGIC)) return null;
+  const stanzaTypes = header.split("\n").filter((line) =>
+    line.startsWith("-> ")
+  ).map((line) => line.split(" ")[1]);
+  if (stanzaTypes.length === 0) return null;
+  return { passphrase: stanzaTypes.includes("scrypt"), armored };
+}
+
+/** Finds the end of the age header, the line that starts with `---`. */
+function findHeaderEnd(bytes: Uint8Array): number {
+  const limit = Math.min(bytes.length, 64 * 1024);
+  for (let i = 0; i < limit; i++) {
+    const atLineStart = i === 0 || bytes[i - 1] === 0x0a;
+    if (
+      atLineStart && bytes[i] === 0x2d && bytes[i + 1] === 0x2d &&
+      bytes[i + 2] === 0x2d
+    ) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+/**
+ * Computes the SHA-256 of some bytes as lowercase hex.
+ *
+ * @example
+ * ```ts
+ * const digest = await sha256Hex(new Uint8Array([1, 2, 3]));
+ * console.log(digest.length); // 64
+ * ```
+ */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    bytes as Uint8Array<ArrayBuffer>,
+  );
+  return Array.from(new Uint8Array(digest))
+    .map((byte) => byte.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+function randomSuffix(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  return Array.from(bytes).map((byte) => byte.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+/**
+ * Replaces the store with new ciphertext atomically and durably: temp file
+ * (`createNew`, mode 0600) in the store's directory, write, fsync, rename,
+ * fsync of the directory. The directory is created with mode 0700 if missing.
+ * On failure the temp file is removed and the old store is left as it was.
+ *
+ * @example
+ * ```ts
+ * await replaceStore("/home/me/.codex/auth.json.age", ciphertext);
+ * ```
+ */
+export async function replaceStore(
+  path: string,
+  ciphertext: Uint8Array,
+): Promise<void> {
+  const directory = dirname(path);
+  await Deno.mkdir(directory, { recursive: true, mode: 0o700 });
+  const tempPath = join(directory, `.${basename(path)}.${randomSuffix()}.tmp`);
+  let file: Deno.FsFile | undefined;
+  try {
+    file = await Deno.open(tempPath, {
+      write: true,
+      createNew: true,
+      mode: 0o600,
+    });
+    let written = 0;
+    while (written < ciphertext.length) {
+      written += await file.write(ciphertext.subarray(written));
+    }
+    await file.sync();
+    file.close();
+    file = undefined;
+    await Deno.rename(tempPath, path);
+  } catch (error) {
+    file?.close();
+    await Deno.remove(tempPath).catch(() => {});
+    throw new CliError(
+      `cannot write the store: ${path}: ${(error as Error).message}`,
+      {
+        hints: [
+          "the old store is unchanged; free space or fix permissions, then run again",
+        ],
+      },
+    );
+  }
+  // The rename is durable only once the directory entry is on disk.
+  const dir = await Deno.open(directory, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * The main thread's handle on the plaintext worker (`worker_entry.ts`).
+ *
+ * The worker starts with permissions narrowed to what it must touch, so a bug
+ * in the main thread can never read the plaintext and a bug in the worker can
+ * never write outside the RAM directory.
+ *
+ * @module
+ */
+
+import type { LoginKind } from "./auth_json.ts";
+
+/** The identity of one version of a file: device, inode, size, mtime and ctime. */
+export type Fingerprint = string;
+
+/**
+ * Computes the fingerprint of a file from its stat, the same way in both
+ * threads, so the main thread can tell an unchanged RAM copy without reading it.
+ *
+ * @example
+ * ```ts
+ * const fingerprint = fingerprintOf(Deno.lstatSync("/etc/hostname"));
+ * ```
+ */
+export function fingerprintOf(info: Deno.FileInfo): Fingerprint {
+  return [
+    info.dev,
+    info.ino,
+    info.size,
+    info.mtime?.getTime(),
+    info.ctime?.getTime(),
+  ].join(":");
+}
+
+/** Requests the main thread sends, each with a unique id. */
+export type WorkerRequest =
+  | { id: number; op: "init"; env: Record<string, string> }
+  | { id: number; op: "decrypt"; store: string; identities: string[] }
+  | { id: number; op: "install"; ramDir: string }
+  | { id: number; op: "snapshot"; ramDir: string }
+  | { id: number; op: "encrypt"; recipients: string[]; recipientsFile?: string }
+  | { id: number; op: "recipients"; identities: string[] };
+
+/** What a successful decryption reveals: nothing secret. */
+export interface DecryptResult {
+  sha256: string;
+  kind: LoginKind;
+  lastRefresh: string | null;
+}
+
+/** The RAM copy as the worker read it. */
+export type SnapshotResult =
+  | { present: false }
+  | { present: true; valid: false; reason: string; fingerprint: Fingerprint }
+  | {
+    present: true;
+    valid: true;
+    fingerprint: Fingerprint;
+    sha256: string;
+    kind: LoginKind;
+    lastRefresh: string | null;
+  };
+
+/** Replies from the worker, matched to requests by id. */
+export type WorkerReply =
+  | { id: number; ok: false; reason: string }
+  | (
+    & { id: number; ok: true }
+    & (
+      | Record<never, never>
+      | DecryptResult
+      | { fingerprint: Fingerprint }
+      | SnapshotResult
+      | { ciphertext: Uint8Array }
+      | { recipients: string[] }
+    )
+  );
+
+/** A request the worker could not carry out; the reason names no secret. */
+export class WorkerError extends Error {
+  /** Creates the error from the worker's reason. */
+  constructor(reason: string) {
+    super(reason);
+    this.name = "WorkerError";
+  }
+}
+
+/** The files the worker may read besides the RAM directory. */
+export interface WorkerScope {
+  store: string;
+  identities: readonly string[];
+  recipientsFile?: string;
+  ramDir: string;
+  /** The environment age runs with. */
+  env: Record<string, string>;
+}
+
+type Distribute<T> = T extends { op: infer O } ? Omit<T, "id"> & { op: O }
+  : never;
+
+/**
+ * A running plaintext worker.
+ *
+ * @example
+ * ```ts
+ * const worker = PlaintextWorker.start({
+ *   store: "/home/me/.codex/auth.json.age",
+ *   identities: ["/home/me/key.txt"],
+ *   ramDir: "/run/user/1000/secure-codex/0123456789abcdef",
+ *   env: { PATH: "/usr/bin" },
+ * });
+ * const result = await worker.decrypt("/home/me/.codex/auth.json.age", ["/home/me/key.txt"]);
+ * worker.terminate();
+ * ```
+ */
+export class PlaintextWorker {
+  #worker: Worker;
+  #nextId = 1;
+  #pending = new Map<number, (reply: WorkerReply) => void>();
+  #failure: Error | null = null;
+
+  private constructor(worker: Worker) {
+    this.#worker = worker;
+    worker.onmessage = (event: MessageEvent<WorkerReply>) => {
+      const resolve = this.#pending.get(event.data.id);
+      this.#pending.delete(event.data.id);
+      resolve?.(event.data);
+    };
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      this.#failure = new WorkerError(`worker failed: ${event.message}`);
+      for (const [id, resolve] of this.#pending) {
+        resolve({ id, ok: false, reason: this.#failure.message });
+      }
+      this.#pending.clear();
+    };
+  }
+
+  /** Starts a worker whose permissions are narrowed to `scope`. */
+  static start(scope: WorkerScope): PlaintextWorker {
+    const read = [scope.store, ...scope.identities, scope.ramDir];
+    if (scope.recipientsFile !== undefined) read.push(scope.recipientsFile);
+    const worker = new Worker(new URL("./worker_entry.ts", import.meta.url), {
+      type: "module",
+      name: "plaintext",
+      deno: {
+        permissions: {
+          read,
+          write: [scope.ramDir],
+          run: ["age"],
+          env: false,
+          net: false,
+          ffi: false,
+          sys: false,
+          import: false,
+        },
+      },
+    });
+    const handle = new PlaintextWorker(worker);
+    void handle.#call({ op: "init", env: scope.env });
+    return handle;
+  }
+
+  #call(request: Distribute<WorkerRequest>): Promise<WorkerReply> {
+    if (this.#failure) {
+      return Promise.resolve({
+        id: 0,
+        ok: false,
+        reason: this.#failure.message,
+      });
+    }
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#pending.set(id, resolve);
+      this.#worker.postMessage({ ...request, id });
+    });
+  }
+
+  async #expect<T>(request: Distribute<WorkerRequest>): Promise<T> {
+    const reply = await this.#call(request);
+    if (!reply.ok) throw new WorkerError(reply.reason);
+    return reply as unknown as T;
+  }
+
+  /** Decrypts the store and keeps the plaintext inside the worker for {@linkcode install}. */
+  decrypt(
+    store: string,
+    identities: readonly string[],
+  ): Promise<DecryptResult> {
+    return this.#expect({ op: "decrypt", store, identities: [...identities] });
+  }
+
+  /** Installs the decrypted plaintext as `<ramDir>/auth.json` by temp file and rename. */
+  async install(ramDir: string): Promise<Fingerprint> {
+    const reply = await this.#expect<{ fingerprint: Fingerprint }>({
+      op: "install",
+      ramDir,
+    });
+    return reply.fingerprint;
+  }
+
+  /** Reads and checks `<ramDir>/auth.json`, keeping it in the worker for {@linkcode encrypt}. */
+  snapshot(ramDir: string): Promise<SnapshotResult> {
+    return this.#expect({ op: "snapshot", ramDir });
+  }
+
+  /** Encrypts the last snapshot to the recipients and returns the ciphertext. */
+  async encrypt(
+    recipients: readonly string[],
+    recipientsFile?: string,
+  ): Promise<Uint8Array> {
+    const reply = await this.#expect<{ ciphertext: Uint8Array }>({
+      op: "encrypt",
+      recipients: [...recipients],
+      recipientsFile,
+    });
+    return reply.ciphertext;
+  }
+
+  /** Reads the public recipients written as comments into identity files. */
+  async recipients(identities: readonly string[]): Promise<string[]> {
+    const reply = await this.#expect<{ recipients: string[] }>({
+      op: "recipients",
+      identities: [...identities],
+    });
+    return reply.recipients;
+  }
+
+  /** Stops the worker; its memory, plaintext included, is released. */
+  terminate(): void {
+    this.#worker.terminate();
+  }
+}

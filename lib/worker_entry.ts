@@ -1,0 +1,238 @@
+/**
+ * The worker: the only code that sees plaintext tokens or identity files.
+ *
+ * It runs with permissions narrowed at start to reading the store, the
+ * identity and recipients files and the RAM directory, writing only the RAM
+ * directory and running only `age`. Replies to the main thread carry hashes,
+ * times, login kinds, public recipients and ciphertext, never plaintext.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { ageDecrypt, ageEncrypt, recipientsFromIdentity } from "./age.ts";
+import { checkAuthJson } from "./auth_json.ts";
+import { sha256Hex } from "./store.ts";
+import {
+  fingerprintOf,
+  type WorkerReply,
+  type WorkerRequest,
+} from "./worker.ts";
+
+const MAX_FILE_BYTES = 1024 * 1024;
+
+/** Plaintext decrypted from the store and not yet installed. */
+let decrypted: Uint8Array | null = null;
+/** Plaintext read from the RAM directory by the last snapshot. */
+let snapshot: Uint8Array | null = null;
+let ageEnv: Record<string, string> = {};
+
+function forget(buffer: Uint8Array | null): null {
+  buffer?.fill(0);
+  return null;
+}
+
+async function readBounded(
+  file: Deno.FsFile,
+  size: number,
+): Promise<Uint8Array | null> {
+  if (size > MAX_FILE_BYTES) return null;
+  const buffer = new Uint8Array(size + 1);
+  let total = 0;
+  while (total < buffer.length) {
+    const count = await file.read(buffer.subarray(total));
+    if (count === null) break;
+    total += count;
+  }
+  if (total > size) {
+    buffer.fill(0);
+    return null;
+  }
+  return buffer.subarray(0, total);
+}
+
+async function handle(request: WorkerRequest): Promise<WorkerReply> {
+  switch (request.op) {
+    case "init": {
+      ageEnv = request.env;
+      return { id: request.id, ok: true };
+    }
+
+    case "decrypt": {
+      decrypted = forget(decrypted);
+      const ciphertext = await Deno.readFile(request.store);
+      const result = await ageDecrypt(ciphertext, request.identities, ageEnv);
+      if (!result.ok) {
+        return { id: request.id, ok: false, reason: result.reason };
+      }
+      const check = checkAuthJson(result.output);
+      if (!check.valid) {
+        result.output.fill(0);
+        return {
+          id: request.id,
+          ok: false,
+          reason: `decrypted store is ${check.reason}`,
+        };
+      }
+      decrypted = result.output;
+      return {
+        id: request.id,
+        ok: true,
+        sha256: await sha256Hex(decrypted),
+        kind: check.kind,
+        lastRefresh: check.lastRefresh,
+      };
+    }
+
+    case "install": {
+      if (decrypted === null) {
+        return { id: request.id, ok: false, reason: "nothing decrypted" };
+      }
+      const suffix = crypto.randomUUID().slice(0, 8);
+      const tempPath = `${request.ramDir}/.auth-unlock-${suffix}`;
+      const target = `${request.ramDir}/auth.json`;
+      const file = await Deno.open(tempPath, {
+        write: true,
+        createNew: true,
+        mode: 0o600,
+      });
+      try {
+        let written = 0;
+        while (written < decrypted.length) {
+          written += await file.write(decrypted.subarray(written));
+        }
+        file.close();
+        await Deno.rename(tempPath, target);
+        decrypted = forget(decrypted);
+        // Stat after the rename, which changes ctime. The caller holds codex's
+        // auth.lock, so nothing else replaces the file in between.
+        const info = await Deno.lstat(target);
+        return { id: request.id, ok: true, fingerprint: fingerprintOf(info) };
+      } catch (error) {
+        try {
+          file.close();
+        } catch { /* already closed */ }
+        await Deno.remove(tempPath).catch(() => {});
+        return {
+          id: request.id,
+          ok: false,
+          reason: `cannot write the RAM copy: ${(error as Error).message}`,
+        };
+      }
+    }
+
+    case "snapshot": {
+      snapshot = forget(snapshot);
+      const path = `${request.ramDir}/auth.json`;
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.lstat(path);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) {
+          return { id: request.id, ok: true, present: false };
+        }
+        throw error;
+      }
+      if (!info.isFile) {
+        return {
+          id: request.id,
+          ok: false,
+          reason: `RAM copy is not a regular file: ${path}`,
+        };
+      }
+      const file = await Deno.open(path, { read: true });
+      let bytes: Uint8Array | null;
+      let openInfo: Deno.FileInfo;
+      try {
+        openInfo = await file.stat();
+        bytes = await readBounded(file, openInfo.size);
+      } finally {
+        file.close();
+      }
+      if (bytes === null) {
+        return {
+          id: request.id,
+          ok: false,
+          reason: `RAM copy is larger than ${MAX_FILE_BYTES} bytes`,
+        };
+      }
+      const check = checkAuthJson(bytes);
+      const fingerprint = fingerprintOf(openInfo);
+      if (!check.valid) {
+        bytes.fill(0);
+        return {
+          id: request.id,
+          ok: true,
+          present: true,
+          valid: false,
+          reason: check.reason,
+          fingerprint,
+        };
+      }
+      snapshot = bytes;
+      return {
+        id: request.id,
+        ok: true,
+        present: true,
+        valid: true,
+        fingerprint,
+        sha256: await sha256Hex(bytes),
+        kind: check.kind,
+        lastRefresh: check.lastRefresh,
+      };
+    }
+
+    case "encrypt": {
+      if (snapshot === null) {
+        return { id: request.id, ok: false, reason: "no snapshot to encrypt" };
+      }
+      const result = await ageEncrypt(
+        snapshot,
+        request.recipients,
+        request.recipientsFile,
+        ageEnv,
+      );
+      snapshot = forget(snapshot);
+      if (!result.ok) {
+        return { id: request.id, ok: false, reason: result.reason };
+      }
+      return { id: request.id, ok: true, ciphertext: result.output };
+    }
+
+    case "recipients": {
+      const recipients: string[] = [];
+      for (const identity of request.identities) {
+        const file = await Deno.open(identity, { read: true });
+        let bytes: Uint8Array | null;
+        try {
+          bytes = await readBounded(file, (await file.stat()).size);
+        } finally {
+          file.close();
+        }
+        if (bytes === null) continue;
+        for (
+          const recipient of recipientsFromIdentity(
+            new TextDecoder().decode(bytes),
+          )
+        ) {
+          if (!recipients.includes(recipient)) recipients.push(recipient);
+        }
+        bytes.fill(0);
+      }
+      return { id: request.id, ok: true, recipients };
+    }
+  }
+}
+
+self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
+  const request = event.data;
+  let reply: WorkerReply;
+  try {
+    reply = await handle(request);
+  } catch (error) {
+    // Deno's error messages name paths and system errors, not file contents.
+    reply = { id: request.id, ok: false, reason: (error as Error).message };
+  }
+  self.postMessage(reply);
+};

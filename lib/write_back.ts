@@ -1,0 +1,214 @@
+/**
+ * Write-back: encrypting a changed RAM copy back into the store.
+ *
+ * Invariants:
+ * - The store is replaced only by ciphertext of a valid auth.json that differs
+ *   from what the store holds, never by tokens older than the store's.
+ * - A store changed by someone else since this session last saw it is never
+ *   written over.
+ * - Only the worker reads the plaintext. This module sees fingerprints, hashes
+ *   and ciphertext.
+ *
+ * @module
+ */
+
+import { CliError } from "./output.ts";
+import type { Session } from "./session.ts";
+import { isOlder } from "./auth_json.ts";
+import { readStore, replaceStore, sha256Hex } from "./store.ts";
+import { fingerprintOf, WorkerError } from "./worker.ts";
+
+/** What one write-back attempt did. */
+export type WriteBackOutcome =
+  | { status: "saved" }
+  | { status: "unchanged" }
+  | { status: "absent" }
+  | { status: "no-recipients" }
+  | { status: "conflict" }
+  | { status: "older" }
+  | { status: "invalid"; reason: string }
+  | { status: "failed"; reason: string };
+
+/**
+ * Writes the RAM copy back to the store if it changed since the session last
+ * synchronised. The caller holds the session lock. With `force`, an unchanged
+ * copy is written too (used when the store is missing).
+ *
+ * @example
+ * ```ts
+ * const outcome = await session.writeBackIfPresent({ force: false });
+ * console.log(outcome.status);
+ * ```
+ */
+export async function writeBack(
+  session: Session,
+  options: { force: boolean },
+): Promise<WriteBackOutcome> {
+  const state = session.readState();
+  if (state === null) return { status: "absent" };
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(session.ramCopy);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return { status: "absent" };
+    throw error;
+  }
+  if (!options.force && fingerprintOf(info) === state.plaintextFingerprint) {
+    return { status: "unchanged" };
+  }
+
+  const worker = session.worker();
+  let snapshot;
+  try {
+    snapshot = await session.withCodexLock(() =>
+      worker.snapshot(session.ramDir)
+    );
+  } catch (error) {
+    if (error instanceof WorkerError) {
+      return { status: "invalid", reason: error.message };
+    }
+    throw error;
+  }
+  if (!snapshot.present) return { status: "absent" };
+  if (!snapshot.valid) return { status: "invalid", reason: snapshot.reason };
+  if (!options.force && snapshot.sha256 === state.plaintextSha256) {
+    session.writeState({
+      ...state,
+      plaintextFingerprint: snapshot.fingerprint,
+    });
+    return { status: "unchanged" };
+  }
+  if (isOlder(snapshot.lastRefresh, state.lastRefresh)) {
+    return { status: "older" };
+  }
+
+  const current = readStore(state.store, session.config.uid);
+  const currentSha256 = current === null ? null : await sha256Hex(current);
+  if (currentSha256 !== null && currentSha256 !== state.storeSha256) {
+    return { status: "conflict" };
+  }
+
+  const recipients = state.recipients;
+  const recipientsFile = session.config.recipientsFile;
+  if (recipients.length === 0 && recipientsFile === undefined) {
+    return { status: "no-recipients" };
+  }
+
+  let ciphertext: Uint8Array;
+  try {
+    ciphertext = await worker.encrypt(
+      recipientsFile === undefined ? recipients : [],
+      recipientsFile,
+    );
+  } catch (error) {
+    if (error instanceof WorkerError) {
+      return { status: "failed", reason: error.message };
+    }
+    throw error;
+  }
+  try {
+    await replaceStore(state.store, ciphertext);
+  } catch (error) {
+    if (error instanceof CliError) {
+      return { status: "failed", reason: error.message };
+    }
+    throw error;
+  }
+  session.writeState({
+    ...state,
+    storeSha256: await sha256Hex(ciphertext),
+    plaintextSha256: snapshot.sha256,
+    plaintextFingerprint: snapshot.fingerprint,
+    lastRefresh: snapshot.lastRefresh ?? state.lastRefresh,
+    lastWriteBackAt: new Date().toISOString(),
+  });
+  return { status: "saved" };
+}
+
+/**
+ * Watches the RAM directory while codex runs and writes back after every
+ * change of `auth.json`. Events only trigger a comparison, because their kinds
+ * vary between a rename and an in-place write.
+ *
+ * @example
+ * ```ts
+ * const watcher = WriteBackWatcher.start(session, (outcome) => console.log(outcome.status));
+ * // ... codex runs ...
+ * await watcher.stop();
+ * ```
+ */
+export class WriteBackWatcher {
+  #session: Session;
+  #watcher: Deno.FsWatcher;
+  #onOutcome: (outcome: WriteBackOutcome) => void;
+  #running: Promise<void> | null = null;
+  #again = false;
+  #loop: Promise<void>;
+
+  private constructor(
+    session: Session,
+    onOutcome: (outcome: WriteBackOutcome) => void,
+  ) {
+    this.#session = session;
+    this.#onOutcome = onOutcome;
+    this.#watcher = Deno.watchFs(session.ramDir, { recursive: false });
+    this.#loop = this.#listen();
+  }
+
+  /** Starts watching the session's RAM directory. */
+  static start(
+    session: Session,
+    onOutcome: (outcome: WriteBackOutcome) => void,
+  ): WriteBackWatcher {
+    return new WriteBackWatcher(session, onOutcome);
+  }
+
+  async #listen(): Promise<void> {
+    try {
+      for await (const event of this.#watcher) {
+        if (event.paths.some((path) => path === this.#session.ramCopy)) {
+          this.trigger();
+        }
+      }
+    } catch {
+      // The RAM directory went away (a cleanup or the end of the login
+      // session); the final write-back after codex exits reports it.
+    }
+  }
+
+  /** Schedules a write-back; bursts of events collapse into one run plus one rerun. */
+  trigger(): void {
+    if (this.#running !== null) {
+      this.#again = true;
+      return;
+    }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        try {
+          const outcome = await this.#session.writeBackIfPresent({
+            force: false,
+          });
+          this.#onOutcome(outcome);
+        } catch (error) {
+          this.#onOutcome({
+            status: "failed",
+            reason: (error as Error).message,
+          });
+        }
+      } while (this.#again);
+      this.#running = null;
+    })();
+  }
+
+  /** Stops watching and waits for a write-back in progress. */
+  async stop(): Promise<void> {
+    try {
+      this.#watcher.close();
+    } catch {
+      // Already closed when the directory vanished.
+    }
+    await this.#loop;
+    while (this.#running !== null) await this.#running;
+  }
+}

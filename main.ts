@@ -1,0 +1,168 @@
+/**
+ * secure-codex: runs the OpenAI Codex CLI with its `auth.json` decrypted into
+ * a RAM directory and writes refreshed tokens back to the age-encrypted store.
+ *
+ * This file only wires the modules in `lib/` together.
+ *
+ * @module
+ */
+
+import config from "./deno.json" with { type: "json" };
+import { childEnvironment, findStoreOverride, runCodex } from "./lib/child.ts";
+import { HELP_TEXT, type Options, parseOptions } from "./lib/options.ts";
+import { CliError, notice, printError, printOut } from "./lib/output.ts";
+import { chooseRamDir, sessionId } from "./lib/ram_dir.ts";
+import { reportWriteBack, Session } from "./lib/session.ts";
+import { WriteBackWatcher } from "./lib/write_back.ts";
+
+/** Resolves the codex home to its canonical path; codex requires that it exists. */
+function canonicalCodexHome(path: string): string {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new CliError(`codex home not found: ${path}`, {
+        hints: [
+          `create it with: mkdir -m 700 ${path}`,
+          "or pass the right one with --real-codex-home PATH or SECURE_CODEX_REAL_CODEX_HOME",
+        ],
+      });
+    }
+    throw error;
+  }
+  if (!info.isDirectory) {
+    throw new CliError(`codex home is not a directory: ${path}`, {
+      hints: [
+        "pass the right one with --real-codex-home PATH or SECURE_CODEX_REAL_CODEX_HOME",
+      ],
+    });
+  }
+  return Deno.realPathSync(path);
+}
+
+async function openSession(
+  options: Options,
+  ageEnv: Record<string, string>,
+): Promise<Session> {
+  const codexHome = canonicalCodexHome(options.codexHome);
+  const uid = Deno.uid();
+  if (uid === null) {
+    throw new CliError(
+      "cannot read the user id; secure-codex runs on Linux only",
+    );
+  }
+  const ramDir = chooseRamDir({
+    ramDir: options.ramDir,
+    xdgRuntimeDir: Deno.env.get("XDG_RUNTIME_DIR"),
+    uid,
+    id: await sessionId(codexHome),
+  });
+  return new Session({
+    codexHome,
+    store: options.store,
+    identities: options.identities,
+    recipientsFile: options.recipientsFile,
+    ramDir,
+    uid,
+    ageEnv,
+  });
+}
+
+async function run(options: Options): Promise<number> {
+  const { env: baseEnv, dropped } = childEnvironment(Deno.env.toObject());
+  const session = await openSession(options, baseEnv);
+  try {
+    if (options.mode === "cleanup") {
+      await session.cleanup();
+      return 0;
+    }
+
+    const override = findStoreOverride(options.codexArgs);
+    if (override !== null) {
+      throw new CliError(
+        `codex argument would bypass the RAM copy: ${override}`,
+        {
+          hints: [
+            'secure-codex runs codex with cli_auth_credentials_store="file"; remove that argument',
+          ],
+          exitCode: 2,
+        },
+      );
+    }
+    if (dropped.length > 0) {
+      notice(
+        `dropped ${
+          dropped.join(", ")
+        } from the environment of codex and age (Deno cannot run programs with LD_* variables under a scoped --allow-run)`,
+      );
+    }
+
+    await session.open();
+    await session.join();
+    const watcher = WriteBackWatcher.start(
+      session,
+      (outcome) => reportWriteBack(session, outcome),
+    );
+    let code: number;
+    try {
+      code = await runCodex(options.codexArgs, {
+        ...baseEnv,
+        CODEX_HOME: session.config.codexHome,
+      });
+    } finally {
+      await watcher.stop();
+    }
+    // Signals that arrive now would cut the final write-back short.
+    const ignore = () => {};
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+      Deno.addSignalListener(signal, ignore);
+    }
+    await session.leave(options.keep);
+    return code;
+  } finally {
+    session.close();
+  }
+}
+
+async function main(): Promise<number> {
+  if (Deno.build.os !== "linux") {
+    printError(
+      new CliError(
+        `unsupported operating system: ${Deno.build.os}; secure-codex runs on Linux only`,
+      ),
+    );
+    return 1;
+  }
+  try {
+    const options = parseOptions(Deno.args, Deno.env.toObject());
+    if (options.mode === "help") {
+      printOut(HELP_TEXT);
+      return 0;
+    }
+    if (options.mode === "version") {
+      printOut(`secure-codex ${config.version}\n`);
+      return 0;
+    }
+    return await run(options);
+  } catch (error) {
+    if (error instanceof CliError) {
+      printError(error);
+      return error.exitCode;
+    }
+    // An unexpected error: print its type and message, never a stack with values.
+    printError(
+      new CliError(
+        `internal error: ${(error as Error)?.name ?? "Error"}: ${
+          (error as Error)?.message ?? String(error)
+        }`,
+        {
+          hints: ["nothing was removed; report this with the command you ran"],
+        },
+      ),
+    );
+    return 1;
+  }
+}
+
+Deno.exit(await main());
