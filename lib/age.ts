@@ -149,9 +149,9 @@ export function ageEncrypt(
  *
  * @example
  * ```ts
- * import { assertEquals } from "node:assert";
+ * import assert from "node:assert/strict";
  * const text = "# created: 2026-01-01\n# public key: age1abc\nAGE-SECRET-KEY-1XYZ\n";
- * assertEquals(recipientsFromIdentity(text), ["age1abc"]);
+ * assert.deepEqual(recipientsFromIdentity(text), ["age1abc"]);
  * ```
  */
 export function recipientsFromIdentity(text: string): string[] {

@@ -30,9 +30,9 @@ function describe(value: unknown): string {
  *
  * @example
  * ```ts
- * import { assertEquals } from "node:assert";
+ * import assert from "node:assert/strict";
  * const bytes = new TextEncoder().encode('{"OPENAI_API_KEY":"sk-x"}');
- * assertEquals(checkAuthJson(bytes), { valid: true, kind: "api-key", lastRefresh: null });
+ * assert.deepEqual(checkAuthJson(bytes), { valid: true, kind: "api-key", lastRefresh: null });
  * ```
  */
 export function checkAuthJson(bytes: Uint8Array): AuthCheck {
@@ -100,9 +100,9 @@ export function checkAuthJson(bytes: Uint8Array): AuthCheck {
  *
  * @example
  * ```ts
- * import { assertEquals } from "node:assert";
- * assertEquals(isOlder("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"), true);
- * assertEquals(isOlder(null, "2026-02-01T00:00:00Z"), false);
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(isOlder("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"), true);
+ * assert.deepEqual(isOlder(null, "2026-02-01T00:00:00Z"), false);
  * ```
  */
 export function isOlder(

@@ -49,9 +49,9 @@ const SIGNAL_NUMBERS: Readonly<Partial<Record<Deno.Signal, number>>> = {
  *
  * @example
  * ```ts
- * import { assertEquals } from "node:assert";
- * assertEquals(exitCodeOf({ success: false, code: 143, signal: "SIGTERM" }), 143);
- * assertEquals(exitCodeOf({ success: false, code: 3, signal: null }), 3);
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(exitCodeOf({ success: false, code: 143, signal: "SIGTERM" }), 143);
+ * assert.deepEqual(exitCodeOf({ success: false, code: 3, signal: null }), 3);
  * ```
  */
 export function exitCodeOf(status: Deno.CommandStatus): number {
@@ -69,9 +69,9 @@ export function exitCodeOf(status: Deno.CommandStatus): number {
  *
  * @example
  * ```ts
- * import { assertEquals } from "node:assert";
- * assertEquals(findStoreOverride(["-c", "cli_auth_credentials_store=keyring"]), "cli_auth_credentials_store=keyring");
- * assertEquals(findStoreOverride(["exec", "cli_auth_credentials_store=keyring"]), null);
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(findStoreOverride(["-c", "cli_auth_credentials_store=keyring"]), "cli_auth_credentials_store=keyring");
+ * assert.deepEqual(findStoreOverride(["exec", "cli_auth_credentials_store=keyring"]), null);
  * ```
  */
 export function findStoreOverride(args: readonly string[]): string | null {

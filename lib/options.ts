@@ -51,9 +51,9 @@ const BOOLEAN_WORDS: Readonly<Record<string, boolean>> = {
  *
  * @example
  * ```ts
- * import { assertEquals } from "node:assert";
- * assertEquals(parseBoolean("SECURE_CODEX_KEEP", "Off", true), false);
- * assertEquals(parseBoolean("SECURE_CODEX_KEEP", undefined, true), true);
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseBoolean("SECURE_CODEX_KEEP", "Off", true), false);
+ * assert.deepEqual(parseBoolean("SECURE_CODEX_KEEP", undefined, true), true);
  * ```
  */
 export function parseBoolean(
@@ -147,12 +147,12 @@ function absolutePath(path: string, home: string | undefined): string {
  *
  * @example
  * ```ts
- * import { assertEquals } from "node:assert";
+ * import assert from "node:assert/strict";
  * const options = parseOptions(["--identity", "/k.txt", "--", "login", "status"], {
  *   HOME: "/home/me",
  * });
- * assertEquals(options.store, "/home/me/.codex/auth.json.age");
- * assertEquals(options.codexArgs, ["login", "status"]);
+ * assert.deepEqual(options.store, "/home/me/.codex/auth.json.age");
+ * assert.deepEqual(options.codexArgs, ["login", "status"]);
  * ```
  */
 export function parseOptions(

@@ -67,9 +67,9 @@ function writeLines(lines: readonly string[]): void {
  *
  * @example
  * ```ts
- * import { assertEquals } from "node:assert";
+ * import assert from "node:assert/strict";
  * const lines = formatError(new CliError("store not found: /x", { hints: ["run --import"] }));
- * assertEquals(lines, ["store not found: /x", "hint: run --import"]);
+ * assert.deepEqual(lines, ["store not found: /x", "hint: run --import"]);
  * ```
  */
 export function formatError(error: CliError): string[] {

@@ -133,9 +133,9 @@ const ARMOR_BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----";
  *
  * @example
  * ```ts
- * import { assertEquals } from "node:assert";
+ * import assert from "node:assert/strict";
  * const header = parseStoreHeader(new TextEncoder().encode("age-encryption.org/v1\n-> scrypt abc 18\nxyz\n--- mac\n"));
- * assertEquals(header?.passphrase, true);
+ * assert.deepEqual(header?.passphrase, true);
  * ```
  */
 export function parseStoreHeader(bytes: Uint8Array): StoreHeader | null {

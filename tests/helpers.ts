@@ -1,0 +1,388 @@
+/**
+ * Fixtures for tests that run the real program: a tmpfs as the runtime
+ * directory, a throwaway age identity, fake codex logins carrying a canary
+ * string, and a scan of the disk for that canary.
+ *
+ * Plaintext fixtures are piped into `age -e` and never written to disk, so a
+ * canary found on disk is always a leak of the program under test.
+ *
+ * @module
+ */
+
+import { join, resolve } from "node:path";
+
+/** The repository root. */
+export const ROOT = resolve(import.meta.dirname!, "..");
+/** The launcher that runs main.ts with the program's own permission set. */
+export const SECURE_CODEX = join(ROOT, "scripts", "secure-codex");
+/** Where tests keep their disk-backed files; scanned for canaries. */
+export const TEST_ROOT = join(ROOT, ".tmp-tests");
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Output of one finished command. */
+export interface RunResult {
+  code: number;
+  signal: Deno.Signal | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command to completion with piped output and optional stdin.
+ *
+ * @example
+ * ```ts
+ * const result = await runCommand("age", ["--version"]);
+ * ```
+ */
+export async function runCommand(
+  program: string,
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string | Uint8Array; cwd?: string } = {},
+): Promise<RunResult> {
+  const child = new Deno.Command(program, {
+    args,
+    env: options.env,
+    clearEnv: options.env !== undefined,
+    cwd: options.cwd,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(
+      typeof options.stdin === "string" ? encoder.encode(options.stdin) : options.stdin,
+    );
+    await writer.close();
+  }
+  const output = await child.output();
+  return {
+    code: output.code,
+    signal: output.signal,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+function base64url(value: unknown): string {
+  return btoa(JSON.stringify(value)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/**
+ * Builds an unsigned JWT; codex reads its claims without checking signatures.
+ *
+ * @example
+ * ```ts
+ * const token = fakeJwt({ exp: 0 });
+ * ```
+ */
+export function fakeJwt(claims: Record<string, unknown>, signature = "sig"): string {
+  return `${base64url({ alg: "none", typ: "JWT" })}.${base64url(claims)}.${signature}`;
+}
+
+/** Options for {@linkcode fakeChatGptAuth}. */
+export interface FakeAuthOptions {
+  canary: string;
+  refreshToken?: string;
+  /** Seconds from now until the access token expires; negative means expired. */
+  expiresIn?: number;
+  email?: string;
+  accountId?: string;
+  lastRefresh?: string;
+}
+
+/**
+ * Builds a ChatGPT-mode auth.json object whose tokens carry the canary.
+ *
+ * @example
+ * ```ts
+ * const auth = fakeChatGptAuth({ canary: "CANARY-1", refreshToken: "rt-1" });
+ * ```
+ */
+export function fakeChatGptAuth(options: FakeAuthOptions): Record<string, unknown> {
+  const accountId = options.accountId ?? "acct-test";
+  const exp = Math.floor(Date.now() / 1000) + (options.expiresIn ?? 3600);
+  const authClaims = {
+    chatgpt_plan_type: "plus",
+    chatgpt_account_id: accountId,
+    chatgpt_user_id: "user-test",
+  };
+  return {
+    auth_mode: "chatgpt",
+    OPENAI_API_KEY: null,
+    tokens: {
+      id_token: fakeJwt(
+        { email: options.email ?? "dev@example.com", exp, "https://api.openai.com/auth": authClaims },
+        options.canary,
+      ),
+      access_token: fakeJwt(
+        { exp, "https://api.openai.com/auth": authClaims },
+        options.canary,
+      ),
+      refresh_token: options.refreshToken ?? `rt-${options.canary}`,
+      account_id: accountId,
+    },
+    last_refresh: options.lastRefresh ?? new Date().toISOString(),
+  };
+}
+
+/** Checks whether this process is root, which mounting a tmpfs needs. */
+export function isRoot(): boolean {
+  return Deno.uid() === 0;
+}
+
+/** A throwaway setup: disk directory, tmpfs runtime directory, codex home, identity. */
+export interface Fixture {
+  /** Disk-backed directory of this fixture, under {@linkcode TEST_ROOT}. */
+  dir: string;
+  /** HOME for the program. */
+  home: string;
+  /** The codex home, `<home>/.codex`. */
+  codexHome: string;
+  /** The default store path. */
+  store: string;
+  /** A tmpfs mounted with mode 0700, used as XDG_RUNTIME_DIR. */
+  runtimeDir: string;
+  /** TMPDIR for the program, on disk. */
+  tmpDir: string;
+  /** age identity file (contains a `# public key:` line). */
+  identity: string;
+  /** The identity's recipient. */
+  recipient: string;
+  /** A unique string planted in every fake token. */
+  canary: string;
+  /** Environment for running secure-codex. */
+  env: Record<string, string>;
+  /** Encrypts a value to the fixture's recipient and writes it as the store. */
+  writeStore(value: unknown, path?: string): Promise<void>;
+  /** Decrypts the store (in memory) and parses it. */
+  readStore(path?: string): Promise<unknown>;
+  /** Runs secure-codex with the fixture's environment. */
+  run(
+    args: string[],
+    options?: { env?: Record<string, string>; stdin?: string },
+  ): Promise<RunResult>;
+  /** The RAM directory of the default session. */
+  ramDir(): string;
+  /** Unmounts the tmpfs, scans for the canary and removes everything. */
+  dispose(): Promise<void>;
+}
+
+/** Codex settings that keep it off the network during tests. */
+export const CODEX_TEST_CONFIG = `check_for_update_on_startup = false
+
+[analytics]
+enabled = false
+`;
+
+/**
+ * Creates a fixture. Needs root (or a user namespace from `unshare -Urm`) to
+ * mount its tmpfs.
+ *
+ * @example
+ * ```ts
+ * const fixture = await createFixture();
+ * try {
+ *   await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+ *   const result = await fixture.run(["--", "login", "status"]);
+ * } finally {
+ *   await fixture.dispose();
+ * }
+ * ```
+ */
+export async function createFixture(): Promise<Fixture> {
+  await Deno.mkdir(TEST_ROOT, { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: TEST_ROOT, prefix: "fixture-" });
+  const home = join(dir, "home");
+  const codexHome = join(home, ".codex");
+  const runtimeDir = join(dir, "run");
+  const tmpDir = join(dir, "tmp");
+  await Deno.mkdir(codexHome, { recursive: true });
+  await Deno.mkdir(tmpDir);
+  await Deno.mkdir(runtimeDir, { mode: 0o700 });
+  await Deno.writeTextFile(join(codexHome, "config.toml"), CODEX_TEST_CONFIG);
+  const mounted = await runCommand("mount", ["-t", "tmpfs", "-o", "mode=0700,size=8m", "tmpfs", runtimeDir]);
+  if (mounted.code !== 0) throw new Error(`mount tmpfs failed: ${mounted.stderr}`);
+
+  const identity = join(dir, "identity.txt");
+  const keygen = await runCommand("age-keygen", ["-o", identity]);
+  if (keygen.code !== 0) throw new Error(`age-keygen failed: ${keygen.stderr}`);
+  const recipient = (await runCommand("age-keygen", ["-y", identity])).stdout.trim();
+  const canary = `CANARY${crypto.randomUUID().replaceAll("-", "")}`;
+  const store = join(codexHome, "auth.json.age");
+
+  const env: Record<string, string> = {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: home,
+    XDG_RUNTIME_DIR: runtimeDir,
+    TMPDIR: tmpDir,
+    // Codex may reach only the loopback mocks: every proxy points at a closed port.
+    HTTP_PROXY: "http://127.0.0.1:9",
+    HTTPS_PROXY: "http://127.0.0.1:9",
+    ALL_PROXY: "http://127.0.0.1:9",
+    http_proxy: "http://127.0.0.1:9",
+    https_proxy: "http://127.0.0.1:9",
+    all_proxy: "http://127.0.0.1:9",
+    NO_PROXY: "127.0.0.1,localhost",
+    no_proxy: "127.0.0.1,localhost",
+    SECURE_CODEX_IDENTITY: identity,
+    RUST_LOG: "error",
+  };
+
+  const fixture: Fixture = {
+    dir,
+    home,
+    codexHome,
+    store,
+    runtimeDir,
+    tmpDir,
+    identity,
+    recipient,
+    canary,
+    env,
+    async writeStore(value, path = store) {
+      const result = await runCommand("age", ["-e", "-r", recipient, "-o", path], {
+        stdin: typeof value === "string" ? value : JSON.stringify(value),
+      });
+      if (result.code !== 0) throw new Error(`age -e failed: ${result.stderr}`);
+    },
+    async readStore(path = store) {
+      const result = await runCommand("age", ["-d", "-i", identity, path]);
+      if (result.code !== 0) throw new Error(`age -d failed: ${result.stderr}`);
+      return JSON.parse(result.stdout);
+    },
+    run(args, options = {}) {
+      return runCommand(SECURE_CODEX, args, {
+        env: { ...env, ...options.env },
+        stdin: options.stdin,
+      });
+    },
+    ramDir() {
+      const base = join(runtimeDir, "secure-codex");
+      const entries = [...Deno.readDirSync(base)];
+      if (entries.length !== 1) throw new Error(`expected one session in ${base}`);
+      return join(base, entries[0].name);
+    },
+    async dispose() {
+      await runCommand("umount", ["-l", runtimeDir]);
+      try {
+        await assertNoCanaryOnDisk(canary, [dir, ROOT]);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  };
+  return fixture;
+}
+
+/**
+ * Fails if any regular file under the roots contains the canary. Skips the
+ * .git directory, symlinks and files over 16 MiB.
+ *
+ * @example
+ * ```ts
+ * await assertNoCanaryOnDisk("CANARY123", ["/work/main"]);
+ * ```
+ */
+export async function assertNoCanaryOnDisk(canary: string, roots: string[]): Promise<void> {
+  const needle = encoder.encode(canary);
+  const found: string[] = [];
+  const seen = new Set<string>();
+  async function walk(path: string): Promise<void> {
+    if (seen.has(path)) return;
+    seen.add(path);
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.lstat(path);
+    } catch {
+      return;
+    }
+    if (info.isDirectory) {
+      if (path.endsWith("/.git")) return;
+      for await (const entry of Deno.readDir(path)) await walk(join(path, entry.name));
+    } else if (info.isFile && info.size <= 16 * 1024 * 1024) {
+      const bytes = await Deno.readFile(path).catch(() => new Uint8Array());
+      if (indexOf(bytes, needle) >= 0) found.push(path);
+    }
+  }
+  for (const root of roots) await walk(root);
+  if (found.length > 0) {
+    throw new Error(`canary found on disk in: ${found.join(", ")}`);
+  }
+}
+
+function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) {
+      if (haystack[i + j] !== needle[j]) continue outer;
+    }
+    return i;
+  }
+  return -1;
+}
+
+/** A refresh request as the token mock received it. */
+export interface RefreshRequest {
+  refreshToken: string;
+  grantType: string;
+}
+
+/** A loopback OAuth token endpoint with single-use, rotating refresh tokens. */
+export interface TokenMock {
+  url: string;
+  requests: RefreshRequest[];
+  /** Refresh tokens the mock will accept once each. */
+  valid: Set<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a token endpoint on 127.0.0.1 that rotates `RT1 -> RT2 -> ...` and
+ * answers a reused token with `refresh_token_reused`.
+ *
+ * @example
+ * ```ts
+ * const mock = startTokenMock({ canary: "CANARY", first: "rt-1" });
+ * // CODEX_REFRESH_TOKEN_URL_OVERRIDE=mock.url
+ * await mock.close();
+ * ```
+ */
+export function startTokenMock(options: { canary: string; first: string }): TokenMock {
+  const requests: RefreshRequest[] = [];
+  const valid = new Set([options.first]);
+  let generation = 1;
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (request) => {
+      const body = await request.json().catch(() => ({}));
+      requests.push({ refreshToken: String(body.refresh_token), grantType: String(body.grant_type) });
+      if (!valid.has(body.refresh_token)) {
+        return Response.json(
+          { error: { code: "refresh_token_reused", message: "refresh token already used" } },
+          { status: 401 },
+        );
+      }
+      valid.delete(body.refresh_token);
+      generation++;
+      const next = `rt-${generation}-${options.canary}`;
+      valid.add(next);
+      const auth = fakeChatGptAuth({ canary: options.canary, refreshToken: next });
+      const tokens = auth.tokens as Record<string, string>;
+      return Response.json({
+        id_token: tokens.id_token,
+        access_token: tokens.access_token,
+        refresh_token: next,
+      });
+    },
+  );
+  const address = server.addr as Deno.NetAddr;
+  return {
+    url: `http://127.0.0.1:${address.port}/oauth/token`,
+    requests,
+    valid,
+    close: () => server.shutdown(),
+  };
+}
