@@ -1,0 +1,62 @@
+import assert from "node:assert/strict";
+import { ageDecrypt, ageEncrypt, recipientsFromIdentity } from "./age.ts";
+
+const env = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
+
+Deno.test("recipientsFromIdentity reads native and plugin comments", () => {
+  const text = [
+    "# created: 2026-01-01T00:00:00Z",
+    "# public key: age1native",
+    "AGE-SECRET-KEY-1SECRET",
+    "#       Recipient: age1yubikey1plugin",
+    "# Recipient: age1native",
+    "AGE-PLUGIN-YUBIKEY-1SECRET",
+  ].join("\n");
+  assert.deepEqual(recipientsFromIdentity(text), [
+    "age1native",
+    "age1yubikey1plugin",
+  ]);
+});
+
+Deno.test("recipientsFromIdentity ignores other lines", () => {
+  assert.deepEqual(
+    recipientsFromIdentity("AGE-SECRET-KEY-1X\n# public key: not-a-key\n"),
+    [],
+  );
+});
+
+Deno.test("age round trip through pipes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const identity = `${dir}/key.txt`;
+    const keygen = await new Deno.Command("age-keygen", {
+      args: ["-o", identity],
+      stderr: "piped",
+    }).output();
+    assert.equal(keygen.code, 0);
+    const recipients = recipientsFromIdentity(
+      await Deno.readTextFile(identity),
+    );
+    assert.equal(recipients.length, 1);
+    const plaintext = new TextEncoder().encode('{"OPENAI_API_KEY":"sk-test"}');
+    const encrypted = await ageEncrypt(plaintext, recipients, undefined, env);
+    assert.ok(encrypted.ok);
+    if (!encrypted.ok) return;
+    const decrypted = await ageDecrypt(encrypted.output, [identity], env);
+    assert.ok(decrypted.ok);
+    if (decrypted.ok) assert.deepEqual(decrypted.output, plaintext);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ageEncrypt reports an invalid recipient", async () => {
+  const result = await ageEncrypt(
+    new Uint8Array([1]),
+    ["age1invalid"],
+    undefined,
+    env,
+  );
+  assert.equal(result.ok, false);
+  if (!result.ok) assert.match(result.reason, /age failed \(exit code 1\)/);
+});

@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { childEnvironment, exitCodeOf, findStoreOverride } from "./child.ts";
+
+Deno.test("exitCodeOf maps signals to 128 plus n", () => {
+  assert.equal(exitCodeOf({ success: true, code: 0, signal: null }), 0);
+  assert.equal(exitCodeOf({ success: false, code: 3, signal: null }), 3);
+  assert.equal(
+    exitCodeOf({ success: false, code: 143, signal: "SIGTERM" }),
+    143,
+  );
+  assert.equal(exitCodeOf({ success: false, code: 0, signal: "SIGKILL" }), 137);
+  assert.equal(exitCodeOf({ success: false, code: 0, signal: "SIGHUP" }), 129);
+});
+
+Deno.test("findStoreOverride finds non-file stores", () => {
+  const cases: [string[], string | null][] = [
+    [
+      ["-c", "cli_auth_credentials_store=keyring"],
+      "cli_auth_credentials_store=keyring",
+    ],
+    [
+      ["--config", 'cli_auth_credentials_store="auto"'],
+      'cli_auth_credentials_store="auto"',
+    ],
+    [
+      ["--config=cli_auth_credentials_store=ephemeral"],
+      "cli_auth_credentials_store=ephemeral",
+    ],
+    [
+      ["-ccli_auth_credentials_store=keyring"],
+      "cli_auth_credentials_store=keyring",
+    ],
+    [["exec", "-c", 'cli_auth_credentials_store="file"'], null],
+    [["-c", "cli_auth_credentials_store=file"], null],
+    [["exec", "cli_auth_credentials_store=keyring"], null],
+    [["--", "-c", "cli_auth_credentials_store=keyring"], null],
+    [["-c", "model=o3"], null],
+  ];
+  for (const [args, expected] of cases) {
+    assert.equal(findStoreOverride(args), expected, args.join(" "));
+  }
+});
+
+Deno.test("childEnvironment drops LD variables", () => {
+  const { env, dropped } = childEnvironment(
+    { PATH: "/bin", LD_PRELOAD: "x.so", LD_LIBRARY_PATH: "/lib", LD_EMPTY: "" },
+    "/home/me/.codex",
+  );
+  assert.deepEqual(dropped, ["LD_LIBRARY_PATH", "LD_PRELOAD"]);
+  assert.deepEqual(env, { PATH: "/bin", CODEX_HOME: "/home/me/.codex" });
+});

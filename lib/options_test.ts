@@ -1,0 +1,183 @@
+import assert from "node:assert/strict";
+import { CliError } from "./output.ts";
+import { parseBoolean, parseOptions } from "./options.ts";
+
+const HOME = { HOME: "/home/me" };
+
+function usageErrorOf(action: () => unknown): CliError {
+  try {
+    action();
+  } catch (error) {
+    assert.ok(error instanceof CliError);
+    return error;
+  }
+  assert.fail("expected a CliError");
+}
+
+Deno.test("parseBoolean accepts every word in any case", () => {
+  const cases: [string, boolean][] = [
+    ["true", true],
+    ["FALSE", false],
+    ["1", true],
+    ["0", false],
+    ["Yes", true],
+    ["no", false],
+    ["ON", true],
+    ["off", false],
+  ];
+  for (const [value, expected] of cases) {
+    assert.equal(parseBoolean("X", value, !expected), expected, value);
+  }
+});
+
+Deno.test("parseBoolean uses the fallback when unset", () => {
+  assert.equal(parseBoolean("X", undefined, true), true);
+  assert.equal(parseBoolean("X", "", false), false);
+});
+
+Deno.test("parseBoolean rejects other words", () => {
+  const error = usageErrorOf(() =>
+    parseBoolean("SECURE_CODEX_KEEP", "maybe", true)
+  );
+  assert.equal(error.exitCode, 2);
+  assert.match(error.message, /SECURE_CODEX_KEEP/);
+  assert.match(error.message, /maybe/);
+});
+
+Deno.test("parseOptions defaults", () => {
+  const options = parseOptions([], HOME);
+  assert.equal(options.mode, "run");
+  assert.equal(options.codexHome, "/home/me/.codex");
+  assert.equal(options.store, "/home/me/.codex/auth.json.age");
+  assert.deepEqual(options.identities, []);
+  assert.equal(options.keep, true);
+  assert.deepEqual(options.codexArgs, []);
+});
+
+Deno.test("parseOptions uses CODEX_HOME for the home and store", () => {
+  const options = parseOptions([], { ...HOME, CODEX_HOME: "/srv/codex" });
+  assert.equal(options.codexHome, "/srv/codex");
+  assert.equal(options.store, "/srv/codex/auth.json.age");
+});
+
+Deno.test("parseOptions flags win over variables", () => {
+  const env = {
+    ...HOME,
+    CODEX_HOME: "/a",
+    SECURE_CODEX_REAL_CODEX_HOME: "/b",
+    SECURE_CODEX_AUTH_ENC: "/b/store.age",
+    SECURE_CODEX_IDENTITY: "/b/id1:/b/id2",
+    SECURE_CODEX_RECIPIENTS_FILE: "/b/recipients",
+    SECURE_CODEX_RAM_DIR: "/b/ram",
+  };
+  const fromEnv = parseOptions([], env);
+  assert.equal(fromEnv.codexHome, "/b");
+  assert.equal(fromEnv.store, "/b/store.age");
+  assert.deepEqual(fromEnv.identities, ["/b/id1", "/b/id2"]);
+  assert.equal(fromEnv.recipientsFile, "/b/recipients");
+  assert.equal(fromEnv.ramDir, "/b/ram");
+
+  const fromFlags = parseOptions([
+    "--real-codex-home",
+    "/c",
+    "--auth-enc=/c/store.age",
+    "--identity",
+    "/c/id",
+    "--identity",
+    "/c/id2",
+    "--recipients-file",
+    "/c/recipients",
+    "--ram-dir",
+    "/c/ram",
+  ], env);
+  assert.equal(fromFlags.codexHome, "/c");
+  assert.equal(fromFlags.store, "/c/store.age");
+  assert.deepEqual(fromFlags.identities, ["/c/id", "/c/id2"]);
+  assert.equal(fromFlags.recipientsFile, "/c/recipients");
+  assert.equal(fromFlags.ramDir, "/c/ram");
+});
+
+Deno.test("parseOptions expands a leading tilde", () => {
+  const options = parseOptions(["--identity", "~/key.txt"], HOME);
+  assert.deepEqual(options.identities, ["/home/me/key.txt"]);
+});
+
+Deno.test("parseOptions stops at the first foreign argument", () => {
+  const options = parseOptions([
+    "--identity",
+    "/k",
+    "exec",
+    "--cleanup",
+    "--",
+    "x",
+  ], HOME);
+  assert.equal(options.mode, "run");
+  assert.deepEqual(options.codexArgs, ["exec", "--cleanup", "--", "x"]);
+});
+
+Deno.test("parseOptions passes unknown options to codex", () => {
+  const options = parseOptions(["--model", "o3", "hello"], HOME);
+  assert.deepEqual(options.codexArgs, ["--model", "o3", "hello"]);
+});
+
+Deno.test("parseOptions passes everything after the separator", () => {
+  const options = parseOptions(["--", "--help"], HOME);
+  assert.equal(options.mode, "run");
+  assert.deepEqual(options.codexArgs, ["--help"]);
+});
+
+Deno.test("parseOptions help version and cleanup", () => {
+  assert.equal(parseOptions(["-h"], HOME).mode, "help");
+  assert.equal(parseOptions(["--help"], HOME).mode, "help");
+  assert.equal(parseOptions(["--version"], HOME).mode, "version");
+  assert.equal(parseOptions(["--cleanup"], HOME).mode, "cleanup");
+  assert.equal(
+    parseOptions([], { ...HOME, SECURE_CODEX_CLEANUP: "yes" }).mode,
+    "cleanup",
+  );
+  assert.equal(
+    parseOptions([], { ...HOME, SECURE_CODEX_CLEANUP: "off" }).mode,
+    "run",
+  );
+});
+
+Deno.test("parseOptions rejects a missing value", () => {
+  for (
+    const argv of [["--auth-enc"], ["--identity", "--"], [
+      "--ram-dir",
+      "--cleanup",
+    ]]
+  ) {
+    const error = usageErrorOf(() => parseOptions(argv, HOME));
+    assert.equal(error.exitCode, 2, argv.join(" "));
+    assert.match(error.message, /missing value for option/, argv.join(" "));
+    assert.ok(error.hints.length > 0, argv.join(" "));
+  }
+});
+
+Deno.test("parseOptions rejects an empty value", () => {
+  const error = usageErrorOf(() => parseOptions(["--auth-enc="], HOME));
+  assert.equal(error.exitCode, 2);
+  assert.match(error.message, /empty value for option: --auth-enc/);
+});
+
+Deno.test("parseOptions rejects cleanup with codex arguments", () => {
+  const error = usageErrorOf(() =>
+    parseOptions(["--cleanup", "--", "exec"], HOME)
+  );
+  assert.equal(error.exitCode, 2);
+  assert.match(error.message, /--cleanup takes no codex arguments/);
+});
+
+Deno.test("parseOptions rejects an invalid KEEP", () => {
+  const error = usageErrorOf(() =>
+    parseOptions([], { ...HOME, SECURE_CODEX_KEEP: "sometimes" })
+  );
+  assert.match(error.message, /SECURE_CODEX_KEEP/);
+});
+
+Deno.test("parseOptions without HOME needs a codex home", () => {
+  const error = usageErrorOf(() => parseOptions([], {}));
+  assert.equal(error.exitCode, 2);
+  assert.equal(parseOptions([], { CODEX_HOME: "/x" }).codexHome, "/x");
+});

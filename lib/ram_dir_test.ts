@@ -1,0 +1,148 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { chooseRamDir, ensureRamDir, sessionId } from "./ram_dir.ts";
+
+const uid = Deno.uid()!;
+
+/** Mounts a tmpfs for one test; needs root or a user namespace (scripts/test). */
+async function withTmpfs(
+  action: (dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "mode=0700", "tmpfs", dir],
+    stderr: "piped",
+  }).output();
+  assert.equal(mount.code, 0, new TextDecoder().decode(mount.stderr));
+  try {
+    await action(dir);
+  } finally {
+    await new Deno.Command("umount", { args: ["-l", dir] }).output();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("sessionId is stable and short", async () => {
+  const a = await sessionId("/home/me/.codex");
+  assert.equal(a, await sessionId("/home/me/.codex"));
+  assert.notEqual(a, await sessionId("/home/you/.codex"));
+  assert.match(a, /^[0-9a-f]{16}$/);
+});
+
+Deno.test("chooseRamDir prefers the option", () => {
+  const choice = chooseRamDir({
+    ramDir: "/mnt/ram",
+    xdgRuntimeDir: "/run/user/1",
+    uid: 1,
+    id: "ab",
+  });
+  assert.deepEqual(choice, { path: "/mnt/ram", source: "--ram-dir" });
+  const xdg = chooseRamDir({ xdgRuntimeDir: "/run/user/1", uid: 1, id: "ab" });
+  assert.deepEqual(xdg, {
+    path: "/run/user/1/secure-codex/ab",
+    source: "XDG_RUNTIME_DIR",
+  });
+});
+
+Deno.test("chooseRamDir without a runtime directory explains the fixes", () => {
+  assert.throws(
+    () => chooseRamDir({ uid: 987654, id: "ab" }),
+    (error: Error & { hints?: string[] }) =>
+      /no RAM directory/.test(error.message) &&
+      (error.hints ?? []).some((hint) => /enable-linger/.test(hint)),
+  );
+});
+
+Deno.test("ensureRamDir creates private directories on tmpfs", async () => {
+  await withTmpfs(async (runtime) => {
+    const choice = chooseRamDir({
+      xdgRuntimeDir: runtime,
+      uid,
+      id: "0123456789abcdef",
+    });
+    ensureRamDir(choice, uid);
+    for (const path of [join(runtime, "secure-codex"), choice.path]) {
+      const info = Deno.lstatSync(path);
+      assert.ok(info.isDirectory, path);
+      assert.equal(info.mode! & 0o7777, 0o700, path);
+    }
+    ensureRamDir(choice, uid);
+  });
+});
+
+Deno.test("ensureRamDir rejects unsafe directories", async () => {
+  await withTmpfs(async (runtime) => {
+    const wide = join(runtime, "wide");
+    Deno.mkdirSync(wide);
+    Deno.chmodSync(wide, 0o755);
+    assert.throws(
+      () => ensureRamDir({ path: wide, source: "--ram-dir" }, uid),
+      /mode 0755, expected 0700/,
+    );
+    assert.equal(Deno.lstatSync(wide).mode! & 0o777, 0o755);
+
+    const target = join(runtime, "target");
+    Deno.mkdirSync(target, { mode: 0o700 });
+    const link = join(runtime, "link");
+    Deno.symlinkSync(target, link);
+    assert.throws(
+      () => ensureRamDir({ path: link, source: "--ram-dir" }, uid),
+      /RAM directory is a symlink/,
+    );
+
+    const file = join(runtime, "file");
+    Deno.writeTextFileSync(file, "");
+    assert.throws(
+      () => ensureRamDir({ path: file, source: "--ram-dir" }, uid),
+      /not a directory/,
+    );
+
+    const foreign = join(runtime, "foreign");
+    Deno.mkdirSync(foreign, { mode: 0o700 });
+    Deno.chownSync(foreign, 4242, 4242);
+    assert.throws(
+      () => ensureRamDir({ path: foreign, source: "--ram-dir" }, uid),
+      /owned by uid 4242/,
+    );
+  });
+});
+
+Deno.test("ensureRamDir rejects a disk filesystem without creating", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    Deno.chmodSync(dir, 0o700);
+    const path = join(dir, "ram");
+    assert.throws(
+      () => ensureRamDir({ path, source: "--ram-dir" }, uid),
+      /not on tmpfs or ramfs/,
+    );
+    assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ensureRamDir rejects /dev paths with the reason", () => {
+  assert.throws(
+    () =>
+      ensureRamDir({ path: "/dev/shm/secure-codex", source: "--ram-dir" }, uid),
+    (error: Error & { hints?: string[] }) =>
+      /under \/dev is not supported/.test(error.message) &&
+      (error.hints ?? []).some((hint) => /--allow-all/.test(hint)),
+  );
+});
+
+Deno.test("ensureRamDir rejects a parent writable by others", async () => {
+  await withTmpfs(async (runtime) => {
+    const parent = join(runtime, "shared");
+    Deno.mkdirSync(parent);
+    Deno.chmodSync(parent, 0o777);
+    assert.throws(
+      () =>
+        ensureRamDir({ path: join(parent, "ram"), source: "--ram-dir" }, uid),
+      /parent of the RAM directory is not safe/,
+    );
+    Deno.chmodSync(parent, 0o1777);
+    ensureRamDir({ path: join(parent, "ram"), source: "--ram-dir" }, uid);
+  });
+});

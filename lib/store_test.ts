@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import { CliError } from "./output.ts";
+import {
+  checkReadableFile,
+  MAX_STORE_BYTES,
+  parseStoreHeader,
+  readStore,
+  replaceStore,
+  sha256Hex,
+} from "./store.ts";
+
+const encode = (text: string) => new TextEncoder().encode(text);
+const uid = Deno.uid()!;
+
+Deno.test("parseStoreHeader detects scrypt and X25519 stanzas", () => {
+  const scrypt = parseStoreHeader(
+    encode("age-encryption.org/v1\n-> scrypt c2FsdA 18\nYm9keQ\n--- mac\nbody"),
+  );
+  assert.deepEqual(scrypt, { passphrase: true, armored: false });
+  const x25519 = parseStoreHeader(
+    encode("age-encryption.org/v1\n-> X25519 abc\ndef\n--- mac\nbody"),
+  );
+  assert.deepEqual(x25519, { passphrase: false, armored: false });
+});
+
+Deno.test("parseStoreHeader reads armored files", () => {
+  const inner = "age-encryption.org/v1\n-> scrypt c2FsdA 18\nYm9keQ\n--- mac\n";
+  const armored = `-----BEGIN AGE ENCRYPTED FILE-----\n${
+    btoa(inner)
+  }\n-----END AGE ENCRYPTED FILE-----\n`;
+  assert.deepEqual(parseStoreHeader(encode(armored)), {
+    passphrase: true,
+    armored: true,
+  });
+});
+
+Deno.test("parseStoreHeader rejects non-age bytes", () => {
+  assert.equal(parseStoreHeader(encode("{}")), null);
+  assert.equal(
+    parseStoreHeader(encode("age-encryption.org/v1\n--- mac\n")),
+    null,
+  );
+  assert.equal(parseStoreHeader(new Uint8Array(0)), null);
+  assert.equal(
+    parseStoreHeader(encode("-----BEGIN AGE ENCRYPTED FILE-----\n%%%\n")),
+    null,
+  );
+});
+
+Deno.test("sha256Hex of the empty input", async () => {
+  assert.equal(
+    await sha256Hex(new Uint8Array(0)),
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+  );
+});
+
+Deno.test("replaceStore writes atomically and leaves no temp file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = `${dir}/nested/auth.json.age`;
+    await replaceStore(store, encode("first"));
+    await replaceStore(store, encode("second"));
+    assert.equal(await Deno.readTextFile(store), "second");
+    assert.deepEqual(
+      [...Deno.readDirSync(`${dir}/nested`)].map((entry) => entry.name),
+      ["auth.json.age"],
+    );
+    assert.equal((await Deno.stat(store)).mode! & 0o777, 0o600);
+    assert.equal((await Deno.stat(`${dir}/nested`)).mode! & 0o777, 0o700);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("replaceStore failure keeps the old store", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = `${dir}/auth.json.age`;
+    await Deno.writeTextFile(store, "old");
+    // A directory at the destination makes the rename fail after the temp file is written.
+    await Deno.remove(store);
+    await Deno.mkdir(store);
+    await Deno.writeTextFile(`${store}/keep`, "x");
+    await assert.rejects(() => replaceStore(store, encode("new")), CliError);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((entry) => entry.name), [
+      "auth.json.age",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("checkReadableFile rejects directories FIFOs and large files", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.throws(
+      () => checkReadableFile(dir, "store", uid, MAX_STORE_BYTES),
+      /store is a directory/,
+    );
+    const fifo = `${dir}/fifo`;
+    const mkfifo = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert.equal(mkfifo.code, 0);
+    assert.throws(
+      () => checkReadableFile(fifo, "identity file", uid, 10),
+      /identity file is not a regular file/,
+    );
+    const large = `${dir}/large`;
+    await Deno.writeFile(large, new Uint8Array(11));
+    assert.throws(
+      () => checkReadableFile(large, "recipients file", uid, 10),
+      /too large \(11 bytes, limit 10\)/,
+    );
+    assert.throws(
+      () => checkReadableFile(`${dir}/missing`, "store", uid, 10),
+      /store not found/,
+    );
+    assert.equal(readStore(`${dir}/missing`, uid), null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

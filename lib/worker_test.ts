@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { PlaintextWorker, WorkerError } from "./worker.ts";
+
+const env = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
+
+async function keypair(
+  dir: string,
+): Promise<{ identity: string; recipient: string }> {
+  const identity = join(dir, "key.txt");
+  await new Deno.Command("age-keygen", {
+    args: ["-o", identity],
+    stderr: "null",
+  }).output();
+  const output = await new Deno.Command("age-keygen", {
+    args: ["-y", identity],
+  }).output();
+  return {
+    identity,
+    recipient: new TextDecoder().decode(output.stdout).trim(),
+  };
+}
+
+async function encrypt(
+  recipient: string,
+  text: string,
+  path: string,
+): Promise<void> {
+  const child = new Deno.Command("age", {
+    args: ["-e", "-r", recipient, "-o", path],
+    stdin: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  assert.equal((await child.status).code, 0);
+}
+
+Deno.test("worker decrypts installs snapshots and encrypts", async () => {
+  const dir = await Deno.makeTempDir();
+  const ramDir = join(dir, "ram");
+  await Deno.mkdir(ramDir, { mode: 0o700 });
+  const { identity, recipient } = await keypair(dir);
+  const store = join(dir, "auth.json.age");
+  await encrypt(recipient, '{"OPENAI_API_KEY":"sk-worker"}', store);
+  const worker = PlaintextWorker.start({
+    store,
+    identities: [identity],
+    ramDir,
+    env,
+  });
+  try {
+    const decrypted = await worker.decrypt(store, [identity]);
+    assert.equal(decrypted.kind, "api-key");
+    await worker.install(ramDir);
+    assert.equal(
+      Deno.lstatSync(join(ramDir, "auth.json")).mode! & 0o777,
+      0o600,
+    );
+    const snapshot = await worker.snapshot(ramDir);
+    assert.ok(snapshot.present && snapshot.valid);
+    if (snapshot.present && snapshot.valid) {
+      assert.equal(snapshot.sha256, decrypted.sha256);
+    }
+    assert.deepEqual(await worker.recipients([identity]), [recipient]);
+    const ciphertext = await worker.encrypt([recipient]);
+    assert.ok(!new TextDecoder().decode(ciphertext).includes("sk-worker"));
+  } finally {
+    worker.terminate();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("worker cannot read outside its scope", async () => {
+  const dir = await Deno.makeTempDir();
+  const ramDir = join(dir, "ram");
+  await Deno.mkdir(ramDir, { mode: 0o700 });
+  const { identity, recipient } = await keypair(dir);
+  const inScope = join(dir, "auth.json.age");
+  const outOfScope = join(dir, "other.age");
+  await encrypt(recipient, '{"OPENAI_API_KEY":"sk-worker"}', outOfScope);
+  const worker = PlaintextWorker.start({
+    store: inScope,
+    identities: [identity],
+    ramDir,
+    env,
+  });
+  try {
+    await assert.rejects(
+      () => worker.decrypt(outOfScope, [identity]),
+      WorkerError,
+    );
+    await assert.rejects(() => worker.snapshot(dir), /NotCapable|read access/);
+  } finally {
+    worker.terminate();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
