@@ -15,7 +15,7 @@ async function withTmpfs(
   }).output();
   assert.equal(mount.code, 0, new TextDecoder().decode(mount.stderr));
   try {
-    await action(dir);
+    action(dir);
   } finally {
     await new Deno.Command("umount", { args: ["-l", dir] }).output();
     await Deno.remove(dir, { recursive: true });
@@ -54,7 +54,7 @@ Deno.test("chooseRamDir without a runtime directory explains the fixes", () => {
 });
 
 Deno.test("ensureRamDir creates private directories on tmpfs", async () => {
-  await withTmpfs(async (runtime) => {
+  await withTmpfs((runtime) => {
     const choice = chooseRamDir({
       xdgRuntimeDir: runtime,
       uid,
@@ -71,7 +71,7 @@ Deno.test("ensureRamDir creates private directories on tmpfs", async () => {
 });
 
 Deno.test("ensureRamDir rejects unsafe directories", async () => {
-  await withTmpfs(async (runtime) => {
+  await withTmpfs((runtime) => {
     const wide = join(runtime, "wide");
     Deno.mkdirSync(wide);
     Deno.chmodSync(wide, 0o755);
@@ -133,7 +133,7 @@ Deno.test("ensureRamDir rejects /dev paths with the reason", () => {
 });
 
 Deno.test("ensureRamDir rejects a parent writable by others", async () => {
-  await withTmpfs(async (runtime) => {
+  await withTmpfs((runtime) => {
     const parent = join(runtime, "shared");
     Deno.mkdirSync(parent);
     Deno.chmodSync(parent, 0o777);
