@@ -5,9 +5,7 @@ import { chooseRamDir, ensureRamDir, sessionId } from "./ram_dir.ts";
 const uid = Deno.uid()!;
 
 /** Mounts a tmpfs for one test; needs root or a user namespace (scripts/test). */
-async function withTmpfs(
-  action: (dir: string) => Promise<void>,
-): Promise<void> {
+async function withTmpfs(action: (dir: string) => void): Promise<void> {
   const dir = await Deno.makeTempDir();
   const mount = await new Deno.Command("mount", {
     args: ["-t", "tmpfs", "-o", "mode=0700", "tmpfs", dir],
