@@ -225,6 +225,14 @@ export class Session {
       }
       ensureLink(this.linkPath, this.ramCopy, this.config.store);
     });
+    const state = this.readState();
+    if (
+      state !== null && state.recipients.length === 0 &&
+      this.config.recipientsFile === undefined
+    ) {
+      // Said before codex starts, so the user can fix it before a refresh happens.
+      reportWriteBack(this, { status: "no-recipients" });
+    }
   }
 
   /** A RAM copy with its record exists: keep it, save it, or replace it. */
