@@ -49,7 +49,8 @@ async function openSession(
   const uid = Deno.uid();
   if (uid === null) {
     throw new CliError(
-      "cannot read the user id; secure-codex runs on Linux only",
+      "cannot read the user id",
+      { hints: ["secure-codex runs on Linux only"] },
     );
   }
   const ramDir = chooseRamDir({
@@ -129,7 +130,8 @@ async function main(): Promise<number> {
   if (Deno.build.os !== "linux") {
     printError(
       new CliError(
-        `unsupported operating system: ${Deno.build.os}; secure-codex runs on Linux only`,
+        `unsupported operating system: ${Deno.build.os}`,
+        { hints: ["secure-codex runs on Linux only"] },
       ),
     );
     return 1;

@@ -64,8 +64,8 @@ async function runAge(
   }
   const writer = child.stdin.getWriter();
   const writing = writer.write(input).then(() => writer.close()).catch(() => {
-    // age exits early on a bad header and closes its stdin; its exit code and
-    // message tell what happened.
+    // age exits early on a bad header and closes its stdin, so this write
+    // fails. The exit code and age's message tell what happened.
   });
   const [output, errorText] = await Promise.all([
     readLimited(child.stdout, MAX_AGE_OUTPUT_BYTES),

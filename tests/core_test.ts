@@ -1,6 +1,31 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createFixture, fakeChatGptAuth, startTokenMock } from "./helpers.ts";
+import {
+  assertNoCanaryOnDisk,
+  createFixture,
+  fakeChatGptAuth,
+  fakeCodexEnv,
+  type Fixture,
+  pathExists,
+  ramCopies,
+  spawnSecureCodex,
+  startTokenMock,
+  waitFor,
+  writeFakeCodex,
+} from "./helpers.ts";
+
+interface StoredAuth {
+  auth_mode?: string;
+  OPENAI_API_KEY?: string | null;
+  tokens?: { refresh_token: string } | null;
+}
+
+/** Creates the directory a fake codex writes its marker files into. */
+async function makeMarkDir(fixture: Fixture): Promise<string> {
+  const markDir = join(fixture.dir, "marks");
+  await Deno.mkdir(markDir, { recursive: true });
+  return markDir;
+}
 
 Deno.test("login status through the wrapper", async () => {
   const fixture = await createFixture();
@@ -22,15 +47,336 @@ Deno.test("refresh rotates the stored token", async () => {
   const mock = startTokenMock({ canary: fixture.canary, first: "rt-1" });
   try {
     await fixture.writeStore(
-      fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-1", expiresIn: -600 }),
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-1",
+        expiresIn: -600,
+      }),
     );
     const env = { CODEX_REFRESH_TOKEN_URL_OVERRIDE: mock.url };
     const result = await fixture.run(["--", "mcp", "list"], { env });
-    console.log(result.code, result.stderr.slice(0, 2000), mock.requests);
-    const stored = await fixture.readStore() as { tokens: { refresh_token: string } };
-    assert.equal(stored.tokens.refresh_token, `rt-2-${fixture.canary}`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(
+      mock.requests.map((request) => request.refreshToken),
+      ["rt-1"],
+    );
+    const stored = await fixture.readStore() as StoredAuth;
+    assert.equal(stored.tokens?.refresh_token, `rt-2-${fixture.canary}`);
   } finally {
     await mock.close();
+    await fixture.dispose();
+  }
+});
+
+Deno.test("refresh after cleanup never reuses RT1", async () => {
+  const fixture = await createFixture();
+  const mock = startTokenMock({ canary: fixture.canary, first: "rt-1" });
+  try {
+    await fixture.writeStore(
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-1",
+        expiresIn: -600,
+      }),
+    );
+    const env = { CODEX_REFRESH_TOKEN_URL_OVERRIDE: mock.url };
+
+    const first = await fixture.run(["--", "mcp", "list"], { env });
+    assert.equal(first.code, 0, first.stderr);
+    const afterFirst = await fixture.readStore() as StoredAuth;
+    assert.equal(afterFirst.tokens?.refresh_token, `rt-2-${fixture.canary}`);
+
+    const cleanup = await fixture.run(["--cleanup"], { env });
+    assert.equal(cleanup.code, 0, cleanup.stderr);
+    assert.deepEqual(ramCopies(fixture), []);
+
+    // The RAM copy is gone, so this run decrypts the store again. Had the
+    // store kept the expired RT1 login, codex would send RT1 a second time.
+    const second = await fixture.run(["--", "mcp", "list"], { env });
+    assert.equal(second.code, 0, second.stderr);
+    const rt1Requests = mock.requests.filter((request) =>
+      request.refreshToken === "rt-1"
+    );
+    assert.equal(rt1Requests.length, 1);
+    const afterSecond = await fixture.readStore() as StoredAuth;
+    assert.equal(afterSecond.tokens?.refresh_token, `rt-2-${fixture.canary}`);
+  } finally {
+    await mock.close();
+    await fixture.dispose();
+  }
+});
+
+Deno.test("login with API key updates store", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const key = `sk-test-${fixture.canary}`;
+    const result = await fixture.run(["--", "login", "--with-api-key"], {
+      stdin: `${key}\n`,
+    });
+    assert.equal(result.code, 0, result.stderr);
+    const stored = await fixture.readStore() as StoredAuth;
+    assert.equal(stored.OPENAI_API_KEY, key);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("write-back while codex still runs", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(
+      fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-old" }),
+    );
+    const markDir = await makeMarkDir(fixture);
+    // The new login comes from the environment, so the script on disk holds
+    // no canary. It is saved the way codex saves: temp file next to the
+    // resolved auth.json (in the RAM directory), then rename over it.
+    const fakeDir = await writeFakeCodex(
+      fixture,
+      `set -eu
+target=$(readlink -f "$CODEX_HOME/auth.json")
+printf '%s' "$FAKE_NEW_AUTH" > "$(dirname "$target")/.auth-fake"
+mv "$(dirname "$target")/.auth-fake" "$target"
+date +%s%3N > "$MARK_DIR/renamed"
+sleep 3
+`,
+    );
+    const newAuth = fakeChatGptAuth({
+      canary: fixture.canary,
+      refreshToken: `rt-new-${fixture.canary}`,
+    });
+    const child = spawnSecureCodex(
+      fixture,
+      ["--", "exec", "hi"],
+      fakeCodexEnv(fixture, fakeDir, {
+        MARK_DIR: markDir,
+        FAKE_NEW_AUTH: JSON.stringify(newAuth),
+      }),
+    );
+    let exited = false;
+    const status = child.status.then((value) => {
+      exited = true;
+      return value;
+    });
+
+    const renamedMark = join(markDir, "renamed");
+    await waitFor(
+      () => pathExists(renamedMark) || exited,
+      "the fake codex to rename auth.json",
+    );
+    let savedAt: number | null = null;
+    let exitedBeforeSave = false;
+    await waitFor(async () => {
+      const stored = await fixture.readStore() as StoredAuth;
+      if (stored.tokens?.refresh_token === `rt-new-${fixture.canary}`) {
+        savedAt = Date.now();
+        exitedBeforeSave = exited;
+        return true;
+      }
+      return exited;
+    }, "the store to hold the new refresh token");
+    const output = await child.output();
+    await status;
+
+    assert.ok(pathExists(renamedMark), "the fake codex did not run");
+    assert.notEqual(savedAt, null, "the store never held the new token");
+    assert.equal(exitedBeforeSave, false, "saved only after codex exited");
+    const renamedAt = Number(await Deno.readTextFile(renamedMark));
+    const latencyMs = savedAt! - renamedAt;
+    assert.ok(latencyMs <= 1000, `saved ${latencyMs} ms after the rename`);
+    assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+const EXIT_CASES = [
+  { name: "exit 0 passes through", script: "exit 0\n", expected: 0 },
+  { name: "exit 3 passes through", script: "exit 3\n", expected: 3 },
+  { name: "SIGTERM death gives 143", script: "kill -TERM $$\n", expected: 143 },
+];
+
+for (const exitCase of EXIT_CASES) {
+  Deno.test(`exit code: ${exitCase.name}`, async () => {
+    const fixture = await createFixture();
+    try {
+      await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+      const fakeDir = await writeFakeCodex(fixture, exitCase.script);
+      const result = await fixture.run(["--", "exec", "hi"], {
+        env: fakeCodexEnv(fixture, fakeDir),
+      });
+      assert.equal(result.code, exitCase.expected, result.stderr);
+    } finally {
+      await fixture.dispose();
+    }
+  });
+}
+
+for (const signal of ["SIGTERM", "SIGHUP"] as const) {
+  Deno.test(`${signal} to wrapper reaches codex`, async () => {
+    const fixture = await createFixture();
+    let child: Deno.ChildProcess | null = null;
+    try {
+      await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+      const markDir = await makeMarkDir(fixture);
+      // The loop ends by itself after about a minute, so a fake codex
+      // orphaned by a failing wrapper does not outlive the test run.
+      const fakeDir = await writeFakeCodex(
+        fixture,
+        `trap 'touch "$MARK_DIR/caught-TERM"; exit 7' TERM
+trap 'touch "$MARK_DIR/caught-HUP"; exit 7' HUP
+touch "$MARK_DIR/started"
+i=0
+while [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+exit 0
+`,
+      );
+      child = spawnSecureCodex(
+        fixture,
+        ["--", "exec", "hi"],
+        fakeCodexEnv(fixture, fakeDir, { MARK_DIR: markDir }),
+      );
+      await waitFor(
+        () => pathExists(join(markDir, "started")),
+        "the fake codex to start",
+      );
+
+      child.kill(signal);
+      const output = await child.output();
+      child = null;
+
+      const caught = join(markDir, `caught-${signal.slice(3)}`);
+      assert.ok(pathExists(caught), `codex did not receive ${signal}`);
+      assert.equal(output.code, 7, new TextDecoder().decode(output.stderr));
+    } finally {
+      if (child !== null) {
+        child.kill("SIGKILL");
+        await child.output();
+      }
+      await fixture.dispose();
+    }
+  });
+}
+
+Deno.test("KEEP=false removes the RAM copy", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const result = await fixture.run(["--", "login", "status"], {
+      env: { SECURE_CODEX_KEEP: "false" },
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(ramCopies(fixture), []);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("default keep leaves the RAM copy", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const result = await fixture.run(["--", "login", "status"]);
+    assert.equal(result.code, 0, result.stderr);
+    const copies = ramCopies(fixture);
+    assert.equal(copies.length, 1);
+    assert.ok(Deno.lstatSync(copies[0]).isFile);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("KEEP=false overlapping runs: last removes", async () => {
+  const fixture = await createFixture();
+  const children: Deno.ChildProcess[] = [];
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const markDir = await makeMarkDir(fixture);
+    // Each fake codex waits for its own release file, then records whether
+    // auth.json is still readable through the link.
+    const fakeDir = await writeFakeCodex(
+      fixture,
+      `touch "$MARK_DIR/started-$RUN"
+i=0
+while [ ! -e "$MARK_DIR/release-$RUN" ] && [ $i -lt 600 ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+if [ -f "$CODEX_HOME/auth.json" ]; then touch "$MARK_DIR/readable-$RUN"; fi
+exit 0
+`,
+    );
+    const start = (run: string) => {
+      const child = spawnSecureCodex(
+        fixture,
+        ["--", "exec", "hi"],
+        fakeCodexEnv(fixture, fakeDir, {
+          MARK_DIR: markDir,
+          RUN: run,
+          SECURE_CODEX_KEEP: "false",
+        }),
+      );
+      children.push(child);
+      return child;
+    };
+    const first = start("1");
+    await waitFor(
+      () => pathExists(join(markDir, "started-1")),
+      "the first fake codex to start",
+    );
+    const second = start("2");
+    await waitFor(
+      () => pathExists(join(markDir, "started-2")),
+      "the second fake codex to start",
+    );
+
+    await Deno.writeTextFile(join(markDir, "release-1"), "");
+    const firstOutput = await first.output();
+    assert.equal(
+      firstOutput.code,
+      0,
+      new TextDecoder().decode(firstOutput.stderr),
+    );
+    assert.equal(ramCopies(fixture).length, 1, "removed while codex runs");
+
+    await Deno.writeTextFile(join(markDir, "release-2"), "");
+    const secondOutput = await second.output();
+    assert.equal(
+      secondOutput.code,
+      0,
+      new TextDecoder().decode(secondOutput.stderr),
+    );
+    assert.ok(
+      pathExists(join(markDir, "readable-2")),
+      "auth.json was unreadable for the second codex",
+    );
+    assert.deepEqual(ramCopies(fixture), []);
+    children.length = 0;
+  } finally {
+    for (const child of children) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already exited.
+      }
+      await child.output().catch(() => {});
+    }
+    await fixture.dispose();
+  }
+});
+
+Deno.test("canary scan finds a planted file", async () => {
+  const fixture = await createFixture();
+  try {
+    const planted = join(fixture.dir, "leak.txt");
+    await Deno.writeTextFile(planted, `token=${fixture.canary}\n`);
+    await assert.rejects(
+      assertNoCanaryOnDisk(fixture.canary, [fixture.dir]),
+      (error: Error) => error.message.includes(planted),
+    );
+    await Deno.remove(planted);
+  } finally {
     await fixture.dispose();
   }
 });

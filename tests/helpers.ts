@@ -386,3 +386,115 @@ export function startTokenMock(options: { canary: string; first: string }): Toke
     close: () => server.shutdown(),
   };
 }
+
+/**
+ * Writes an executable shell script named `codex` into a new directory inside
+ * the fixture and returns that directory, to be put first in PATH. The script
+ * is on disk, so it must not contain the canary.
+ *
+ * @example
+ * ```ts
+ * const fakeDir = await writeFakeCodex(fixture, "exit 3\n");
+ * await fixture.run(["--", "exec", "hi"], { env: fakeCodexEnv(fixture, fakeDir) });
+ * ```
+ */
+export async function writeFakeCodex(fixture: Fixture, body: string): Promise<string> {
+  const directory = await Deno.makeTempDir({ dir: fixture.dir, prefix: "fake-codex-" });
+  const path = join(directory, "codex");
+  await Deno.writeTextFile(path, `#!/bin/sh\n${body}`, { mode: 0o755 });
+  await Deno.chmod(path, 0o755);
+  return directory;
+}
+
+/**
+ * Builds extra environment for {@linkcode Fixture.run} that puts a fake codex
+ * directory first in PATH. Deno resolves `--allow-run=codex` on PATH when the
+ * wrapper starts, so the fake codex is the one it may run.
+ */
+export function fakeCodexEnv(
+  fixture: Fixture,
+  fakeDir: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return { ...extra, PATH: `${fakeDir}:${fixture.env.PATH}` };
+}
+
+/**
+ * Starts secure-codex without waiting for it, with the fixture's environment
+ * plus `env`, no stdin and piped output. The returned process is the Deno
+ * process itself, because the launcher script `exec`s deno. Read its output
+ * with `output()` so the pipes never fill.
+ *
+ * @example
+ * ```ts
+ * const child = spawnSecureCodex(fixture, ["--", "exec", "hi"]);
+ * child.kill("SIGTERM");
+ * const output = await child.output();
+ * ```
+ */
+export function spawnSecureCodex(
+  fixture: Fixture,
+  args: string[],
+  env: Record<string, string> = {},
+): Deno.ChildProcess {
+  return new Deno.Command(SECURE_CODEX, {
+    args,
+    env: { ...fixture.env, ...env },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/**
+ * Polls `condition` every `intervalMs` until it returns true, and throws after
+ * `timeoutMs` with a message naming what was awaited.
+ *
+ * @example
+ * ```ts
+ * await waitFor(() => pathExists("/tmp/started"), "the fake codex to start");
+ * ```
+ */
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  options: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const intervalMs = options.intervalMs ?? 20;
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** Returns whether something exists at `path`, without following a final symlink. */
+export function pathExists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/**
+ * Lists the RAM copies (`auth.json` files) in every session directory under
+ * the fixture's runtime directory, so a test can tell "removed" from "kept"
+ * without knowing the session id.
+ */
+export function ramCopies(fixture: Fixture): string[] {
+  const base = join(fixture.runtimeDir, "secure-codex");
+  if (!pathExists(base)) return [];
+  const copies: string[] = [];
+  for (const entry of Deno.readDirSync(base)) {
+    const copy = join(base, entry.name, "auth.json");
+    if (pathExists(copy)) copies.push(copy);
+  }
+  return copies;
+}
