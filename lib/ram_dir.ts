@@ -138,14 +138,14 @@ function checkNotSpecialFilesystem(path: string): void {
 }
 
 /** Checks that a path is on tmpfs or ramfs, so its pages never reach a disk filesystem. */
-export function checkRamFilesystem(path: string): void {
+export function checkRamFilesystem(path: string, reportedPath = path): void {
   const type = statfsSync(path).type;
   if (type !== TMPFS_MAGIC && type !== RAMFS_MAGIC) {
     refuse(
       `RAM directory is not on tmpfs or ramfs (filesystem type 0x${
         type.toString(16)
       })`,
-      path,
+      reportedPath,
       ["plaintext tokens there would be written to disk"],
     );
   }
@@ -236,7 +236,7 @@ export function ensureRamDir(choice: RamDirChoice, uid: number): void {
     const runtimeDir = dirname(parent);
     checkNotSpecialFilesystem(runtimeDir);
     checkParent(runtimeDir, uid);
-    checkRamFilesystem(runtimeDir);
+    checkRamFilesystem(runtimeDir, path);
     makePrivateDirectory(parent);
     const parentInfo = Deno.lstatSync(parent);
     checkPrivateDirectory(parent, parentInfo, uid);
@@ -244,7 +244,7 @@ export function ensureRamDir(choice: RamDirChoice, uid: number): void {
     checkParent(parent, uid);
     // Check before creating, so a refused path leaves nothing behind. An
     // existing directory may be a mount point, so it is checked itself below.
-    if (lstatOrNull(path) === null) checkRamFilesystem(parent);
+    if (lstatOrNull(path) === null) checkRamFilesystem(parent, path);
   }
 
   try {

@@ -327,7 +327,7 @@ export class Session {
         {
           hints: [
             "the file is damaged or was not made by age",
-            "restore it from a backup, or log in again with: secure-codex -- login",
+            "restore it from a backup, or move it aside and create a new store from a fresh codex login (README, Setup)",
           ],
         },
       );
@@ -352,9 +352,11 @@ export class Session {
       throw new CliError(
         `cannot decrypt the store: ${this.config.store}: ${error.message}`,
         {
-          hints: error.message.startsWith("decrypted store is")
+          hints: error.message.startsWith(
+              "decrypted store is not a codex auth.json",
+            )
             ? [
-              "the store must hold a codex auth.json; restore it from a backup or log in again",
+              "the store must contain a codex auth.json: restore it from a backup, or create a new store from a fresh codex login (README, Setup)",
             ]
             : header.passphrase
             ? [
@@ -362,6 +364,7 @@ export class Session {
             ]
             : [
               "check that the identity files are the ones the store was encrypted to",
+              "if age reports a damaged file, restore the store from a backup",
             ],
         },
       );
@@ -532,9 +535,7 @@ function storeNotFound(store: string): CliError {
   return new CliError(`store not found: ${store}`, {
     hints: [
       "pass the encrypted auth.json with --auth-enc PATH or SECURE_CODEX_AUTH_ENC",
-      "to create one from a codex login: age -e -R RECIPIENTS_FILE -o " +
-      store +
-      " ~/.codex/auth.json",
+      `to create one from a plaintext codex login: age -e -R RECIPIENTS_FILE -o ${store} PLAINTEXT_AUTH_JSON`,
     ],
   });
 }

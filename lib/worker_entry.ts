@@ -72,7 +72,7 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
         return {
           id: request.id,
           ok: false,
-          reason: `decrypted store is ${check.reason}`,
+          reason: `decrypted store is not a codex auth.json: ${check.reason}`,
         };
       }
       decrypted = result.output;
