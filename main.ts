@@ -100,7 +100,6 @@ async function run(options: Options): Promise<number> {
     }
 
     await session.open();
-    await session.join();
     const watcher = WriteBackWatcher.start(
       session,
       (outcome) => reportWriteBack(session, outcome),

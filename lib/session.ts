@@ -68,7 +68,6 @@ export interface SessionConfig {
  * ```ts
  * const session = new Session(config);
  * await session.open();
- * await session.join();
  * // run codex, write back on changes
  * await session.leave(true);
  * ```
@@ -146,8 +145,22 @@ export class Session {
 
   /** Runs `action` under the exclusive session lock, creating the RAM directory if needed. */
   async withLock<T>(action: () => Promise<T>): Promise<T> {
-    ensureRamDir(this.config.ramDir, this.config.uid);
-    return await this.#locked(action);
+    for (;;) {
+      ensureRamDir(this.config.ramDir, this.config.uid);
+      let lock: Deno.FsFile;
+      try {
+        lock = await lockFile(join(this.ramDir, "session.lock"), true);
+      } catch (error) {
+        // A cleanup removed the directory while this process waited.
+        if (error instanceof Deno.errors.NotFound) continue;
+        throw error;
+      }
+      try {
+        return await action();
+      } finally {
+        lock.close();
+      }
+    }
   }
 
   /**
@@ -208,7 +221,8 @@ export class Session {
   /**
    * Makes the session usable: reuses a current RAM copy, writes back one that
    * is newer than the store, or decrypts the store into RAM; then makes sure
-   * the link exists.
+   * the link exists. The process then counts as a user of the session
+   * until {@linkcode leave}.
    */
   async open(): Promise<void> {
     checkLink(this.linkPath, this.ramCopy, this.config.store);
@@ -224,6 +238,8 @@ export class Session {
         await this.#unlock();
       }
       ensureLink(this.linkPath, this.ramCopy, this.config.store);
+      // Joined under the session lock, so no cleanup can run in between.
+      this.#users = await lockFile(join(this.ramDir, "users.lock"), false);
     });
     const state = this.readState();
     if (
@@ -430,11 +446,6 @@ export class Session {
       warn(`cannot read recipients from the identity files: ${error.message}`);
       return [];
     }
-  }
-
-  /** Holds a shared lock on `users.lock` until {@linkcode leave}. */
-  async join(): Promise<void> {
-    this.#users = await lockFile(join(this.ramDir, "users.lock"), false);
   }
 
   /**
