@@ -531,11 +531,23 @@ export class Session {
     }
   }
 
+  /**
+   * Removes the RAM copy, the state and any temp files. The directory and its
+   * empty lock files stay, so a process waiting on a lock keeps a valid inode
+   * and a process starting at this moment never races an rmdir.
+   */
   #removeFiles(): void {
-    Deno.removeSync(this.ramDir, { recursive: true });
-    notice(`removed the RAM copy: ${this.ramDir}`);
+    const hadCopy = lstatOrNull(this.ramCopy) !== null;
+    for (const entry of Deno.readDirSync(this.ramDir)) {
+      if (LOCK_FILES.has(entry.name)) continue;
+      Deno.removeSync(join(this.ramDir, entry.name), { recursive: true });
+    }
+    if (hadCopy) notice(`removed the RAM copy: ${this.ramCopy}`);
+    else notice(`nothing to clean up: no RAM copy in ${this.ramDir}`);
   }
 }
+
+const LOCK_FILES = new Set(["session.lock", "users.lock"]);
 
 function isSaved(outcome: WriteBackOutcome): boolean {
   return outcome.status === "saved" || outcome.status === "unchanged" ||

@@ -6,6 +6,7 @@ import {
   fakeChatGptAuth,
   fakeCodexEnv,
   type Fixture,
+  flockState,
   pathExists,
   ramCopies,
   spawnSecureCodex,
@@ -129,7 +130,7 @@ Deno.test("write-back while codex still runs", async () => {
       fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-old" }),
     );
     const markDir = await makeMarkDir(fixture);
-    // The new login comes from the environment, so the script on disk holds
+    // The new login comes from the environment, so the script on disk contains
     // no canary. It is saved the way codex saves: temp file next to the
     // resolved auth.json (in the RAM directory), then rename over it.
     const fakeDir = await writeFakeCodex(
@@ -140,6 +141,7 @@ printf '%s' "$FAKE_NEW_AUTH" > "$(dirname "$target")/.auth-fake"
 mv "$(dirname "$target")/.auth-fake" "$target"
 date +%s%3N > "$MARK_DIR/renamed"
 sleep 3
+touch "$MARK_DIR/codex-done"
 `,
     );
     const newAuth = fakeChatGptAuth({
@@ -165,13 +167,14 @@ sleep 3
       () => pathExists(renamedMark) || exited,
       "the fake codex to rename auth.json",
     );
+    const doneMark = join(markDir, "codex-done");
     let savedAt: number | null = null;
-    let exitedBeforeSave = false;
+    let runningAtSave = false;
     await waitFor(async () => {
       const stored = await fixture.readStore() as StoredAuth;
       if (stored.tokens?.refresh_token === `rt-new-${fixture.canary}`) {
         savedAt = Date.now();
-        exitedBeforeSave = exited;
+        runningAtSave = !exited && !pathExists(doneMark);
         return true;
       }
       return exited;
@@ -181,7 +184,7 @@ sleep 3
 
     assert.ok(pathExists(renamedMark), "the fake codex did not run");
     assert.notEqual(savedAt, null, "the store never held the new token");
-    assert.equal(exitedBeforeSave, false, "saved only after codex exited");
+    assert.ok(runningAtSave, "saved only after codex exited");
     const renamedAt = Number(await Deno.readTextFile(renamedMark));
     const latencyMs = savedAt! - renamedAt;
     assert.ok(latencyMs <= 1000, `saved ${latencyMs} ms after the rename`);
@@ -217,18 +220,24 @@ for (const signal of ["SIGTERM", "SIGHUP"] as const) {
   Deno.test(`${signal} to wrapper reaches codex`, async () => {
     const fixture = await createFixture();
     let child: Deno.ChildProcess | null = null;
+    const markDir = await makeMarkDir(fixture);
     try {
       await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
-      const markDir = await makeMarkDir(fixture);
-      // The loop ends by itself after about a minute, so a fake codex
-      // orphaned by a failing wrapper does not outlive the test run.
+      // The fake codex leaves the wrapper's output pipes, so a wrapper that
+      // dies without forwarding still finishes its output() at once. It stops
+      // when the test creates "stop" or removes the fixture, or by itself
+      // after about a minute.
       const fakeDir = await writeFakeCodex(
         fixture,
-        `trap 'touch "$MARK_DIR/caught-TERM"; exit 7' TERM
+        `exec >/dev/null 2>&1
+trap 'touch "$MARK_DIR/caught-TERM"; exit 7' TERM
 trap 'touch "$MARK_DIR/caught-HUP"; exit 7' HUP
 touch "$MARK_DIR/started"
 i=0
-while [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+while [ -d "$MARK_DIR" ] && [ ! -e "$MARK_DIR/stop" ] && [ $i -lt 600 ]; do
+  sleep 0.1
+  i=$((i + 1))
+done
 exit 0
 `,
       );
@@ -250,6 +259,7 @@ exit 0
       assert.ok(pathExists(caught), `codex did not receive ${signal}`);
       assert.equal(output.code, 7, new TextDecoder().decode(output.stderr));
     } finally {
+      await Deno.writeTextFile(join(markDir, "stop"), "");
       if (child !== null) {
         child.kill("SIGKILL");
         await child.output();
@@ -290,16 +300,17 @@ Deno.test("default keep leaves the RAM copy", async () => {
 Deno.test("KEEP=false overlapping runs: last removes", async () => {
   const fixture = await createFixture();
   const children: Deno.ChildProcess[] = [];
+  const markDir = await makeMarkDir(fixture);
   try {
     await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
-    const markDir = await makeMarkDir(fixture);
     // Each fake codex waits for its own release file, then records whether
     // auth.json is still readable through the link.
     const fakeDir = await writeFakeCodex(
       fixture,
-      `touch "$MARK_DIR/started-$RUN"
+      `exec >/dev/null 2>&1
+touch "$MARK_DIR/started-$RUN"
 i=0
-while [ ! -e "$MARK_DIR/release-$RUN" ] && [ $i -lt 600 ]; do
+while [ -d "$MARK_DIR" ] && [ ! -e "$MARK_DIR/release-$RUN" ] && [ $i -lt 600 ]; do
   sleep 0.05
   i=$((i + 1))
 done
@@ -354,12 +365,10 @@ exit 0
     assert.deepEqual(ramCopies(fixture), []);
     children.length = 0;
   } finally {
+    // A failed assert leaves a fake codex waiting: release both.
+    await Deno.writeTextFile(join(markDir, "release-1"), "");
+    await Deno.writeTextFile(join(markDir, "release-2"), "");
     for (const child of children) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already exited.
-      }
       await child.output().catch(() => {});
     }
     await fixture.dispose();
@@ -379,4 +388,156 @@ Deno.test("canary scan finds a planted file", async () => {
   } finally {
     await fixture.dispose();
   }
+});
+
+Deno.test({
+  name: "session lock waiter survives removal",
+  fn: async () => {
+    const fixture = await createFixture();
+    let waiter: Deno.ChildProcess | null = null;
+    try {
+      await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+      const first = await fixture.run(["--", "login", "status"]);
+      assert.equal(first.code, 0, first.stderr);
+      const ramDir = fixture.ramDir();
+
+      // The test plays a `secure-codex --cleanup` (or the last run with
+      // SECURE_CODEX_KEEP=false): it holds the session lock, removes the RAM
+      // directory, then releases the lock.
+      const sessionLock = await Deno.open(join(ramDir, "session.lock"), {
+        read: true,
+        write: true,
+      });
+      try {
+        await sessionLock.lock(true);
+        const inode = (await sessionLock.stat()).ino!;
+        waiter = spawnSecureCodex(fixture, ["--", "login", "status"]);
+        const pid = waiter.pid;
+        await waitFor(
+          async () => await flockState(pid, inode) === "waiting",
+          "the second run to wait for the session lock",
+        );
+        await Deno.remove(ramDir, { recursive: true });
+      } finally {
+        sessionLock.close();
+      }
+
+      const output = await waiter.output();
+      waiter = null;
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.equal(output.code, 0, stderr);
+      assert.match(
+        new TextDecoder().decode(output.stdout) + stderr,
+        /Logged in using ChatGPT/,
+      );
+    } finally {
+      if (waiter !== null) {
+        waiter.kill("SIGKILL");
+        await waiter.output();
+      }
+      await fixture.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "leaver spares a joining run",
+  fn: async () => {
+    const fixture = await createFixture();
+    let joiner: Deno.ChildProcess | null = null;
+    try {
+      await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+      const first = await fixture.run(["--", "login", "status"]);
+      assert.equal(first.code, 0, first.stderr);
+      const ramDir = fixture.ramDir();
+
+      // The test plays the last run leaving with SECURE_CODEX_KEEP=false
+      // (Session.leave): session lock, users.lock upgraded to exclusive and
+      // released, RAM directory removed. Holding users.lock first stops the
+      // joining run between open() and join(), an interleaving the program
+      // allows.
+      let usersLock: Deno.FsFile | null = await Deno.open(
+        join(ramDir, "users.lock"),
+        { read: true, write: true },
+      );
+      let sessionLock: Deno.FsFile | null = null;
+      try {
+        await usersLock.lock(true);
+        const inode = (await usersLock.stat()).ino!;
+        joiner = spawnSecureCodex(fixture, ["--", "login", "status"]);
+        const pid = joiner.pid;
+        await waitFor(
+          async () => await flockState(pid, inode) !== "none",
+          "the second run to request users.lock",
+        );
+        sessionLock = await Deno.open(join(ramDir, "session.lock"), {
+          read: true,
+          write: true,
+        });
+        // A program that joins under the session lock keeps the leaver out
+        // here, and the leaver removes nothing.
+        if (await sessionLock.tryLock(true)) {
+          usersLock.close();
+          usersLock = null;
+          await waitFor(
+            async () => await flockState(pid, inode) !== "waiting",
+            "the second run to take users.lock",
+          );
+          await Deno.remove(ramDir, { recursive: true });
+        }
+      } finally {
+        usersLock?.close();
+        sessionLock?.close();
+      }
+
+      const output = await joiner.output();
+      joiner = null;
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.equal(output.code, 0, stderr);
+      assert.match(
+        new TextDecoder().decode(output.stdout) + stderr,
+        /Logged in using ChatGPT/,
+      );
+    } finally {
+      if (joiner !== null) {
+        joiner.kill("SIGKILL");
+        await joiner.output();
+      }
+      await fixture.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "KEEP=false concurrent runs all succeed",
+  fn: async () => {
+    const fixture = await createFixture();
+    try {
+      await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+      const fakeDir = await writeFakeCodex(
+        fixture,
+        `[ -f "$CODEX_HOME/auth.json" ] || { echo "fake codex: no auth.json" >&2; exit 9; }
+exit 0
+`,
+      );
+      const env = fakeCodexEnv(fixture, fakeDir, {
+        SECURE_CODEX_KEEP: "false",
+      });
+      const failures: string[] = [];
+      const runInLoop = async (count: number) => {
+        for (let i = 0; i < count; i++) {
+          const result = await fixture.run(["--", "exec", "hi"], { env });
+          if (result.code !== 0) {
+            failures.push(`exit ${result.code}: ${result.stderr.trim()}`);
+          }
+        }
+      };
+      // Three loops of 20 runs. On a 2-core machine the races showed in most
+      // such batches, but not in every one.
+      await Promise.all([runInLoop(20), runInLoop(20), runInLoop(20)]);
+      assert.deepEqual(failures, []);
+    } finally {
+      await fixture.dispose();
+    }
+  },
 });

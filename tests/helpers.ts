@@ -40,7 +40,11 @@ export interface RunResult {
 export async function runCommand(
   program: string,
   args: string[],
-  options: { env?: Record<string, string>; stdin?: string | Uint8Array; cwd?: string } = {},
+  options: {
+    env?: Record<string, string>;
+    stdin?: string | Uint8Array;
+    cwd?: string;
+  } = {},
 ): Promise<RunResult> {
   const child = new Deno.Command(program, {
     args,
@@ -54,7 +58,9 @@ export async function runCommand(
   if (options.stdin !== undefined) {
     const writer = child.stdin.getWriter();
     await writer.write(
-      typeof options.stdin === "string" ? encoder.encode(options.stdin) : options.stdin,
+      typeof options.stdin === "string"
+        ? encoder.encode(options.stdin)
+        : options.stdin,
     );
     await writer.close();
   }
@@ -68,7 +74,8 @@ export async function runCommand(
 }
 
 function base64url(value: unknown): string {
-  return btoa(JSON.stringify(value)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return btoa(JSON.stringify(value)).replace(/\+/g, "-").replace(/\//g, "_")
+    .replace(/=+$/, "");
 }
 
 /**
@@ -79,8 +86,13 @@ function base64url(value: unknown): string {
  * const token = fakeJwt({ exp: 0 });
  * ```
  */
-export function fakeJwt(claims: Record<string, unknown>, signature = "sig"): string {
-  return `${base64url({ alg: "none", typ: "JWT" })}.${base64url(claims)}.${signature}`;
+export function fakeJwt(
+  claims: Record<string, unknown>,
+  signature = "sig",
+): string {
+  return `${base64url({ alg: "none", typ: "JWT" })}.${
+    base64url(claims)
+  }.${signature}`;
 }
 
 /** Options for {@linkcode fakeChatGptAuth}. */
@@ -102,7 +114,9 @@ export interface FakeAuthOptions {
  * const auth = fakeChatGptAuth({ canary: "CANARY-1", refreshToken: "rt-1" });
  * ```
  */
-export function fakeChatGptAuth(options: FakeAuthOptions): Record<string, unknown> {
+export function fakeChatGptAuth(
+  options: FakeAuthOptions,
+): Record<string, unknown> {
   const accountId = options.accountId ?? "acct-test";
   const exp = Math.floor(Date.now() / 1000) + (options.expiresIn ?? 3600);
   const authClaims = {
@@ -115,7 +129,11 @@ export function fakeChatGptAuth(options: FakeAuthOptions): Record<string, unknow
     OPENAI_API_KEY: null,
     tokens: {
       id_token: fakeJwt(
-        { email: options.email ?? "dev@example.com", exp, "https://api.openai.com/auth": authClaims },
+        {
+          email: options.email ?? "dev@example.com",
+          exp,
+          "https://api.openai.com/auth": authClaims,
+        },
         options.canary,
       ),
       access_token: fakeJwt(
@@ -204,13 +222,23 @@ export async function createFixture(): Promise<Fixture> {
   await Deno.mkdir(tmpDir);
   await Deno.mkdir(runtimeDir, { mode: 0o700 });
   await Deno.writeTextFile(join(codexHome, "config.toml"), CODEX_TEST_CONFIG);
-  const mounted = await runCommand("mount", ["-t", "tmpfs", "-o", "mode=0700,size=8m", "tmpfs", runtimeDir]);
-  if (mounted.code !== 0) throw new Error(`mount tmpfs failed: ${mounted.stderr}`);
+  const mounted = await runCommand("mount", [
+    "-t",
+    "tmpfs",
+    "-o",
+    "mode=0700,size=8m",
+    "tmpfs",
+    runtimeDir,
+  ]);
+  if (mounted.code !== 0) {
+    throw new Error(`mount tmpfs failed: ${mounted.stderr}`);
+  }
 
   const identity = join(dir, "identity.txt");
   const keygen = await runCommand("age-keygen", ["-o", identity]);
   if (keygen.code !== 0) throw new Error(`age-keygen failed: ${keygen.stderr}`);
-  const recipient = (await runCommand("age-keygen", ["-y", identity])).stdout.trim();
+  const recipient = (await runCommand("age-keygen", ["-y", identity])).stdout
+    .trim();
   const canary = `CANARY${crypto.randomUUID().replaceAll("-", "")}`;
   const store = join(codexHome, "auth.json.age");
 
@@ -244,7 +272,13 @@ export async function createFixture(): Promise<Fixture> {
     canary,
     env,
     async writeStore(value, path = store) {
-      const result = await runCommand("age", ["-e", "-r", recipient, "-o", path], {
+      const result = await runCommand("age", [
+        "-e",
+        "-r",
+        recipient,
+        "-o",
+        path,
+      ], {
         stdin: typeof value === "string" ? value : JSON.stringify(value),
       });
       if (result.code !== 0) throw new Error(`age -e failed: ${result.stderr}`);
@@ -263,7 +297,9 @@ export async function createFixture(): Promise<Fixture> {
     ramDir() {
       const base = join(runtimeDir, "secure-codex");
       const entries = [...Deno.readDirSync(base)];
-      if (entries.length !== 1) throw new Error(`expected one session in ${base}`);
+      if (entries.length !== 1) {
+        throw new Error(`expected one session in ${base}`);
+      }
       return join(base, entries[0].name);
     },
     async dispose() {
@@ -287,7 +323,10 @@ export async function createFixture(): Promise<Fixture> {
  * await assertNoCanaryOnDisk("CANARY123", ["/work/main"]);
  * ```
  */
-export async function assertNoCanaryOnDisk(canary: string, roots: string[]): Promise<void> {
+export async function assertNoCanaryOnDisk(
+  canary: string,
+  roots: string[],
+): Promise<void> {
   const needle = encoder.encode(canary);
   const found: string[] = [];
   const seen = new Set<string>();
@@ -302,7 +341,9 @@ export async function assertNoCanaryOnDisk(canary: string, roots: string[]): Pro
     }
     if (info.isDirectory) {
       if (path.endsWith("/.git")) return;
-      for await (const entry of Deno.readDir(path)) await walk(join(path, entry.name));
+      for await (const entry of Deno.readDir(path)) {
+        await walk(join(path, entry.name));
+      }
     } else if (info.isFile && info.size <= 16 * 1024 * 1024) {
       const bytes = await Deno.readFile(path).catch(() => new Uint8Array());
       if (indexOf(bytes, needle) >= 0) found.push(path);
@@ -350,7 +391,9 @@ export interface TokenMock {
  * await mock.close();
  * ```
  */
-export function startTokenMock(options: { canary: string; first: string }): TokenMock {
+export function startTokenMock(
+  options: { canary: string; first: string },
+): TokenMock {
   const requests: RefreshRequest[] = [];
   const valid = new Set([options.first]);
   let generation = 1;
@@ -358,10 +401,18 @@ export function startTokenMock(options: { canary: string; first: string }): Toke
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     async (request) => {
       const body = await request.json().catch(() => ({}));
-      requests.push({ refreshToken: String(body.refresh_token), grantType: String(body.grant_type) });
+      requests.push({
+        refreshToken: String(body.refresh_token),
+        grantType: String(body.grant_type),
+      });
       if (!valid.has(body.refresh_token)) {
         return Response.json(
-          { error: { code: "refresh_token_reused", message: "refresh token already used" } },
+          {
+            error: {
+              code: "refresh_token_reused",
+              message: "refresh token already used",
+            },
+          },
           { status: 401 },
         );
       }
@@ -369,7 +420,10 @@ export function startTokenMock(options: { canary: string; first: string }): Toke
       generation++;
       const next = `rt-${generation}-${options.canary}`;
       valid.add(next);
-      const auth = fakeChatGptAuth({ canary: options.canary, refreshToken: next });
+      const auth = fakeChatGptAuth({
+        canary: options.canary,
+        refreshToken: next,
+      });
       const tokens = auth.tokens as Record<string, string>;
       return Response.json({
         id_token: tokens.id_token,
@@ -398,8 +452,14 @@ export function startTokenMock(options: { canary: string; first: string }): Toke
  * await fixture.run(["--", "exec", "hi"], { env: fakeCodexEnv(fixture, fakeDir) });
  * ```
  */
-export async function writeFakeCodex(fixture: Fixture, body: string): Promise<string> {
-  const directory = await Deno.makeTempDir({ dir: fixture.dir, prefix: "fake-codex-" });
+export async function writeFakeCodex(
+  fixture: Fixture,
+  body: string,
+): Promise<string> {
+  const directory = await Deno.makeTempDir({
+    dir: fixture.dir,
+    prefix: "fake-codex-",
+  });
   const path = join(directory, "codex");
   await Deno.writeTextFile(path, `#!/bin/sh\n${body}`, { mode: 0o755 });
   await Deno.chmod(path, 0o755);
@@ -449,7 +509,7 @@ export function spawnSecureCodex(
 
 /**
  * Polls `condition` every `intervalMs` until it returns true, and throws after
- * `timeoutMs` with a message naming what was awaited.
+ * `timeoutMs` with a message that names `description`.
  *
  * @example
  * ```ts
@@ -458,7 +518,7 @@ export function spawnSecureCodex(
  */
 export async function waitFor(
   condition: () => boolean | Promise<boolean>,
-  what: string,
+  description: string,
   options: { timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 30_000;
@@ -466,7 +526,9 @@ export async function waitFor(
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${description}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
@@ -497,4 +559,30 @@ export function ramCopies(fixture: Fixture): string[] {
     if (pathExists(copy)) copies.push(copy);
   }
   return copies;
+}
+
+/**
+ * Reports what process `pid` does with the flock on the file with inode
+ * `inode`, from /proc/locks: "holding", "waiting" (a `->` line) or "none".
+ * Lets a test wait until secure-codex blocks on one of its lock files.
+ * Reads /proc/locks through `cat`, because Deno allows /proc paths only with
+ * --allow-all. Inode numbers are compared without the device.
+ */
+export async function flockState(
+  pid: number,
+  inode: number,
+): Promise<"holding" | "waiting" | "none"> {
+  const locks = await runCommand("cat", ["/proc/locks"]);
+  let state: "holding" | "waiting" | "none" = "none";
+  for (const line of locks.stdout.split("\n")) {
+    const fields = line.trim().split(/\s+/);
+    const waiting = fields[1] === "->";
+    const rest = waiting ? fields.slice(2) : fields.slice(1);
+    // rest: FLOCK ADVISORY <READ|WRITE> <pid> <major:minor:inode> <start> <end>
+    if (rest[0] !== "FLOCK" || Number(rest[3]) !== pid) continue;
+    if (Number(rest[4]?.split(":")[2]) !== inode) continue;
+    if (waiting) state = "waiting";
+    else return "holding";
+  }
+  return state;
 }
