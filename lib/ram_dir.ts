@@ -99,7 +99,16 @@ export function chooseRamDir(
   );
 }
 
-function lstatOrNull(path: string): Deno.FileInfo | null {
+/**
+ * Stats a path without following a symlink. Returns null when it does not exist.
+ *
+ * @example
+ * ```ts
+ * const info = lstatOrNull("/run/user/1000/secure-codex");
+ * console.log(info?.isDirectory);
+ * ```
+ */
+export function lstatOrNull(path: string): Deno.FileInfo | null {
   try {
     return Deno.lstatSync(path);
   } catch (error) {

@@ -19,7 +19,7 @@ import { isOlder } from "./auth_json.ts";
 import { checkLink, ensureLink, inspectLink } from "./link.ts";
 import { lockFile, tryLockFile } from "./lock.ts";
 import { CliError, notice, warn } from "./output.ts";
-import { ensureRamDir, type RamDirChoice } from "./ram_dir.ts";
+import { ensureRamDir, lstatOrNull, type RamDirChoice } from "./ram_dir.ts";
 import {
   checkReadableFile,
   MAX_KEY_FILE_BYTES,
@@ -561,15 +561,6 @@ function storeNotFound(store: string): CliError {
       `to create one from a plaintext codex login: age -e -R RECIPIENTS_FILE -o ${store} PLAINTEXT_AUTH_JSON`,
     ],
   });
-}
-
-function lstatOrNull(path: string): Deno.FileInfo | null {
-  try {
-    return Deno.lstatSync(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
-  }
 }
 
 const reported = new Set<string>();
