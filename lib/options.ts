@@ -81,6 +81,15 @@ const VALUE_OPTIONS = new Set([
   "--ram-dir",
 ]);
 
+/** An example value per option, for hints. */
+const EXAMPLE_VALUES: Readonly<Record<string, string>> = {
+  "--auth-enc": "~/.codex/auth.json.age",
+  "--real-codex-home": "~/.codex",
+  "--identity": "~/.config/age/identity.txt",
+  "--recipients-file": "~/.config/age/recipients.txt",
+  "--ram-dir": "/run/user/1000/secure-codex",
+};
+
 const FLAG_OPTIONS = new Set(["--cleanup", "-h", "--help", "--version"]);
 
 /** The help text printed by `-h` and `--help`. */
@@ -186,7 +195,9 @@ export function parseOptions(
         if (value === undefined || value === "--") {
           throw usageError(
             `missing value for option: ${name}`,
-            `give a path after ${name}, for example ${name} ~/.codex/auth.json.age`,
+            `give a path after ${name}, for example ${name} ${
+              EXAMPLE_VALUES[name]
+            }`,
           );
         }
         if (value.startsWith("-")) {

@@ -558,7 +558,7 @@ function storeNotFound(store: string): CliError {
   return new CliError(`store not found: ${store}`, {
     hints: [
       "pass the encrypted auth.json with --auth-enc PATH or SECURE_CODEX_AUTH_ENC",
-      `to create one from a plaintext codex login: age -e -R RECIPIENTS_FILE -o ${store} PLAINTEXT_AUTH_JSON`,
+      `to create one from a plaintext codex login: (umask 077 && age -e -R RECIPIENTS_FILE -o ${store} PLAINTEXT_AUTH_JSON)`,
     ],
   });
 }
