@@ -1,0 +1,1428 @@
+/**
+ * Benchmarks for secure-codex, run by `scripts/bench` (see its header for how
+ * to call it). Three measurements, each against a baseline run side by side
+ * on the same machine:
+ *
+ * 1. Start-up cost, in rounds of interleaved runs. The floor is
+ *    `scripts/bench_floor.ts`, a Deno program that only runs codex. Warm is
+ *    secure-codex with an unlocked session, cold is secure-codex decrypting
+ *    the store, and direct is the child alone. The rounds run once with a
+ *    no-op child and once with the real `codex --version`.
+ * 2. Write-back latency: a fake codex renames a new auth.json into the RAM
+ *    directory, one at a time. Measured is the time until the store is replaced.
+ * 3. Memory: peak RSS (VmHWM) of the Deno process while its child waits, for
+ *    the floor, warm and cold runs, more entries in the codex home, and more
+ *    processes sharing one session.
+ *
+ * Everything runs in a throwaway directory under `.tmp-tests/` with a tmpfs
+ * as XDG_RUNTIME_DIR. Tokens are fake, and plaintext exists only in this
+ * process's memory, in age's pipes and on the tmpfs. Nothing contacts any host: every
+ * proxy variable points at a closed port on 127.0.0.1, and `codex --version`
+ * makes no request.
+ *
+ * The results are printed as markdown and written to `docs/benchmarks.md`.
+ * Targets are reported as met or missed, never asserted.
+ *
+ * @module
+ */
+
+import { copyFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import config from "../deno.json" with { type: "json" };
+import { FILE_STORE_OVERRIDE } from "../lib/child.ts";
+import {
+  assertNoCanaryOnDisk,
+  CODEX_TEST_CONFIG,
+  fakeChatGptAuth,
+  runCommand,
+} from "../tests/helpers.ts";
+
+const ROOT = resolve(import.meta.dirname!, "..");
+const SECURE_CODEX = join(ROOT, "scripts", "secure-codex");
+const MAIN = join(ROOT, "main.ts");
+const FLOOR = join(ROOT, "scripts", "bench_floor.ts");
+const FLOOR_NODE = join(ROOT, "scripts", "bench_floor_node.ts");
+const DOC = join(ROOT, "docs", "benchmarks.md");
+const WORK_ROOT = join(ROOT, ".tmp-tests");
+/** The flags `scripts/secure-codex` runs deno with. */
+const DENO_FLAGS = [
+  "run",
+  "-P=secure-codex",
+  "-q",
+  "--no-prompt",
+  "--frozen",
+  "--config",
+  join(ROOT, "deno.json"),
+];
+
+const TARGETS = {
+  warmRatio: 1.15,
+  coldRatio: 2.0,
+  writeBackMedianMs: 100,
+  writeBackP95Ms: 250,
+  memoryRatio: 1.3,
+};
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const BEGIN = performance.now();
+
+/** Prints progress on stderr, so stdout carries only the report. */
+function progress(text: string): void {
+  const seconds = ((performance.now() - BEGIN) / 1000).toFixed(1);
+  console.error(`bench: ${seconds} s: ${text}`);
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and formatting
+
+interface Summary {
+  n: number;
+  median: number;
+  p10: number;
+  p90: number;
+  p95: number;
+  min: number;
+  max: number;
+}
+
+/** Quantile with linear interpolation between closest ranks. */
+function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  const position = (sorted.length - 1) * q;
+  const low = Math.floor(position);
+  const high = Math.ceil(position);
+  return sorted[low] + (sorted[high] - sorted[low]) * (position - low);
+}
+
+function median(values: readonly number[]): number {
+  return quantile([...values].sort((a, b) => a - b), 0.5);
+}
+
+function summarize(values: readonly number[]): Summary {
+  const sorted = [...values].sort((a, b) => a - b);
+  return {
+    n: sorted.length,
+    median: quantile(sorted, 0.5),
+    p10: quantile(sorted, 0.1),
+    p90: quantile(sorted, 0.9),
+    p95: quantile(sorted, 0.95),
+    min: sorted[0] ?? NaN,
+    max: sorted[sorted.length - 1] ?? NaN,
+  };
+}
+
+/** Deterministic generator, so the bootstrap gives the same interval for the same data. */
+function lcg(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 2 ** 32;
+  };
+}
+
+/**
+ * Computes the start-up ratio (wrapper − direct) / (floor − direct) of medians
+ * and a 90% bootstrap interval that resamples whole rounds, keeping the pairing.
+ */
+function startupRatio(
+  wrapper: readonly number[],
+  floor: readonly number[],
+  direct: readonly number[],
+): { ratio: number; low: number; high: number } {
+  const ratioOf = (w: number[], f: number[], d: number[]) => {
+    const dm = median(d);
+    return (median(w) - dm) / (median(f) - dm);
+  };
+  const ratio = ratioOf([...wrapper], [...floor], [...direct]);
+  const random = lcg(12345);
+  const samples: number[] = [];
+  const n = wrapper.length;
+  for (let i = 0; i < 2000; i++) {
+    const w: number[] = [], f: number[] = [], d: number[] = [];
+    for (let j = 0; j < n; j++) {
+      const k = Math.floor(random() * n);
+      w.push(wrapper[k]);
+      f.push(floor[k]);
+      d.push(direct[k]);
+    }
+    samples.push(ratioOf(w, f, d));
+  }
+  samples.sort((a, b) => a - b);
+  return {
+    ratio,
+    low: quantile(samples, 0.05),
+    high: quantile(samples, 0.95),
+  };
+}
+
+function ms(value: number): string {
+  if (!Number.isFinite(value)) return "–";
+  return value >= 100 ? value.toFixed(0) : value.toFixed(1);
+}
+
+function mib(kib: number): string {
+  return (kib / 1024).toFixed(1);
+}
+
+function ratio(value: number): string {
+  return Number.isFinite(value) ? value.toFixed(2) : "–";
+}
+
+/** "met" or "missed by …" for a value that must stay at or below a target. */
+function verdict(value: number, target: number, unit: string): string {
+  if (!Number.isFinite(value)) return "not measured";
+  if (value <= target) return "met";
+  const over = value - target;
+  const text = unit === "×"
+    ? `${over.toFixed(2)} (${((over / target) * 100).toFixed(0)}% over)`
+    : `${ms(over)} ms (${((over / target) * 100).toFixed(0)}% over)`;
+  return `**missed** by ${text}`;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const lines = [
+    `| ${header.join(" | ")} |`,
+    `| ${header.map(() => "---").join(" | ")} |`,
+    ...rows.map((row) => `| ${row.join(" | ")} |`),
+  ];
+  return lines.join("\n");
+}
+
+// ---------------------------------------------------------------------------
+// Processes
+
+function sleep(milliseconds: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, milliseconds));
+}
+
+/** Wall-clock time in ms with sub-ms resolution, comparable with bash's $EPOCHREALTIME. */
+function realtimeMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+async function commandText(program: string, args: string[]): Promise<string> {
+  try {
+    const result = await runCommand(program, args);
+    return (result.stdout || result.stderr).trim();
+  } catch {
+    return "unavailable";
+  }
+}
+
+/** A program and its arguments, run with the bench environment. */
+interface Invocation {
+  program: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+/** Messages seen on stderr of measured runs, by variant, for the report. */
+const messages = new Map<string, Set<string>>();
+
+function remember(label: string, stderr: string): void {
+  const text = stderr.trim();
+  if (text === "") return;
+  let set = messages.get(label);
+  if (set === undefined) messages.set(label, set = new Set());
+  // Session directories differ between runs only by id, so lines are kept once.
+  for (const line of text.split("\n")) {
+    if (set.size < 8) set.add(line.replace(/[0-9a-f]{16}/g, "<id>"));
+  }
+}
+
+/** Runs an invocation to its end and returns the wall time in ms. Throws on a non-zero exit. */
+async function timed(label: string, invocation: Invocation): Promise<number> {
+  const start = performance.now();
+  const output = await new Deno.Command(invocation.program, {
+    args: invocation.args,
+    env: invocation.env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const elapsed = performance.now() - start;
+  const stderr = decoder.decode(output.stderr);
+  if (!output.success) {
+    throw new Error(
+      `${label} exited with ${output.code}: ${stderr.trim() || "(no output)"}`,
+    );
+  }
+  remember(label, stderr);
+  return elapsed;
+}
+
+// ---------------------------------------------------------------------------
+// The throwaway setup
+
+interface Setup {
+  dir: string;
+  home: string;
+  codexHome: string;
+  store: string;
+  runtimeDir: string;
+  identity: string;
+  recipient: string;
+  canary: string;
+  /** Directories holding a `codex` for each purpose, to put first in PATH. */
+  bins: { noop: string; waiter: string; writer: string };
+  baseEnv: Record<string, string>;
+  mounted: boolean;
+}
+
+async function denoDir(): Promise<string> {
+  const result = await runCommand(Deno.execPath(), ["info", "--json"]);
+  const info = JSON.parse(result.stdout) as { denoDir?: string };
+  if (!info.denoDir) throw new Error("deno info --json reported no denoDir");
+  return info.denoDir;
+}
+
+/** A `codex` that waits until the bench has read memory (at most about 60 s), then exits. */
+const WAITER_SCRIPT = `#!/bin/sh
+: >"$BENCH_MARKS/$$"
+i=0
+while [ ! -e "$BENCH_RELEASE" ] && [ "$i" -lt 1200 ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+`;
+
+/**
+ * A \`codex\` that, for each number read from the FIFO, renames the staged
+ * auth.json with that number over the RAM copy (the link's target), logging
+ * $EPOCHREALTIME before and after the rename. It stops at "stop".
+ */
+const WRITER_SCRIPT = `#!/bin/bash
+set -u
+target=$(readlink "$CODEX_HOME/auth.json")
+exec 3<"$BENCH_FIFO"
+while IFS= read -r i <&3; do
+  [ "$i" = stop ] && break
+  t0=$EPOCHREALTIME
+  mv -f "$BENCH_STAGE/auth-$i.json" "$target"
+  t1=$EPOCHREALTIME
+  printf '%s %s %s\\n' "$i" "$t0" "$t1" >>"$BENCH_LOG"
+done
+`;
+
+async function writeExecutable(path: string, text: string): Promise<void> {
+  await Deno.writeTextFile(path, text, { mode: 0o755 });
+  await Deno.chmod(path, 0o755);
+}
+
+async function createSetup(): Promise<Setup> {
+  await Deno.mkdir(WORK_ROOT, { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: WORK_ROOT, prefix: "bench-" });
+  const home = join(dir, "home");
+  const codexHome = join(home, ".codex");
+  const runtimeDir = join(dir, "run");
+  const tmpDir = join(dir, "tmp");
+  await Deno.mkdir(codexHome, { recursive: true, mode: 0o700 });
+  await Deno.mkdir(tmpDir);
+  await Deno.mkdir(runtimeDir, { mode: 0o700 });
+  await Deno.writeTextFile(join(codexHome, "config.toml"), CODEX_TEST_CONFIG);
+
+  const setup: Setup = {
+    dir,
+    home,
+    codexHome,
+    store: join(codexHome, "auth.json.age"),
+    runtimeDir,
+    identity: join(dir, "identity.txt"),
+    recipient: "",
+    canary: `BENCHCANARY${crypto.randomUUID().replaceAll("-", "")}`,
+    bins: {
+      noop: join(dir, "bin-noop"),
+      waiter: join(dir, "bin-waiter"),
+      writer: join(dir, "bin-writer"),
+    },
+    baseEnv: {},
+    mounted: false,
+  };
+
+  const mount = await runCommand("mount", [
+    "-t",
+    "tmpfs",
+    "-o",
+    "mode=0700,size=64m",
+    "tmpfs",
+    runtimeDir,
+  ]);
+  if (mount.code !== 0) throw new Error(`mount tmpfs failed: ${mount.stderr}`);
+  setup.mounted = true;
+
+  const keygen = await runCommand("age-keygen", ["-o", setup.identity]);
+  if (keygen.code !== 0) throw new Error(`age-keygen failed: ${keygen.stderr}`);
+  setup.recipient = (await runCommand("age-keygen", ["-y", setup.identity]))
+    .stdout.trim();
+
+  for (const bin of Object.values(setup.bins)) await Deno.mkdir(bin);
+  // /bin/true under the name codex: Deno resolves --allow-run=codex by name.
+  copyFileSync("/bin/true", join(setup.bins.noop, "codex"));
+  await Deno.chmod(join(setup.bins.noop, "codex"), 0o755);
+  await writeExecutable(join(setup.bins.waiter, "codex"), WAITER_SCRIPT);
+  await writeExecutable(join(setup.bins.writer, "codex"), WRITER_SCRIPT);
+
+  setup.baseEnv = {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: home,
+    // The same compiled-code cache as an ordinary run, not a new one per HOME.
+    DENO_DIR: await denoDir(),
+    CODEX_HOME: codexHome,
+    XDG_RUNTIME_DIR: runtimeDir,
+    TMPDIR: tmpDir,
+    LANG: "C.UTF-8",
+    HTTP_PROXY: "http://127.0.0.1:9",
+    HTTPS_PROXY: "http://127.0.0.1:9",
+    ALL_PROXY: "http://127.0.0.1:9",
+    http_proxy: "http://127.0.0.1:9",
+    https_proxy: "http://127.0.0.1:9",
+    all_proxy: "http://127.0.0.1:9",
+    NO_PROXY: "127.0.0.1,localhost",
+    no_proxy: "127.0.0.1,localhost",
+    SECURE_CODEX_IDENTITY: setup.identity,
+    RUST_LOG: "error",
+  };
+
+  await writeStore(setup, fakeAuth(setup, "rt-initial", new Date()));
+  return setup;
+}
+
+function fakeAuth(
+  setup: Setup,
+  refreshToken: string,
+  lastRefresh: Date,
+): string {
+  return JSON.stringify(
+    fakeChatGptAuth({
+      canary: setup.canary,
+      refreshToken: `${refreshToken}-${setup.canary}`,
+      lastRefresh: lastRefresh.toISOString(),
+    }),
+    null,
+    2,
+  );
+}
+
+/** Encrypts a plaintext auth.json to the setup's recipient through a pipe. */
+async function writeStore(setup: Setup, plaintext: string): Promise<void> {
+  const result = await runCommand(
+    "age",
+    ["-e", "-r", setup.recipient, "-o", setup.store],
+    { stdin: plaintext },
+  );
+  if (result.code !== 0) throw new Error(`age -e failed: ${result.stderr}`);
+}
+
+async function disposeSetup(setup: Setup): Promise<string> {
+  if (setup.mounted) {
+    const result = await runCommand("umount", [setup.runtimeDir]);
+    if (result.code !== 0) await runCommand("umount", ["-l", setup.runtimeDir]);
+  }
+  let leak = "none found";
+  try {
+    await assertNoCanaryOnDisk(setup.canary, [setup.dir]);
+  } catch (error) {
+    leak = `**${(error as Error).message}**`;
+  }
+  await Deno.remove(setup.dir, { recursive: true });
+  return leak;
+}
+
+function envWith(
+  setup: Setup,
+  bin: string | null,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  const path = bin === null
+    ? setup.baseEnv.PATH
+    : `${bin}:${setup.baseEnv.PATH}`;
+  return { ...setup.baseEnv, PATH: path, ...extra };
+}
+
+async function cleanup(setup: Setup): Promise<void> {
+  await timed("cleanup", {
+    program: SECURE_CODEX,
+    args: ["--cleanup"],
+    env: setup.baseEnv,
+  });
+}
+
+// ---------------------------------------------------------------------------
+// 1. Start-up
+
+interface StartupResult {
+  child: string;
+  rounds: number;
+  warmups: number;
+  times: Record<VariantName, number[]>;
+}
+
+type VariantName =
+  | "floor"
+  | "floorNode"
+  | "warm"
+  | "warmMain"
+  | "cold"
+  | "age"
+  | "direct";
+
+/** The order of runs within a round. */
+const VARIANT_ORDER: VariantName[] = [
+  "floor",
+  "floorNode",
+  "warm",
+  "warmMain",
+  "cold",
+  "age",
+  "direct",
+];
+
+const VARIANT_LABELS: Record<VariantName, string> = {
+  floor: "floor (`deno run scripts/bench_floor.ts`)",
+  floorNode: "floor + `node:fs`, `node:path` (`scripts/bench_floor_node.ts`)",
+  warm: "warm (`scripts/secure-codex`, session unlocked)",
+  warmMain: "warm without the launcher (`deno run main.ts`)",
+  cold: "cold (`scripts/secure-codex`, decrypts the store)",
+  age: "`age -d` of the store alone (context for cold)",
+  direct: "direct (the child alone)",
+};
+
+async function benchStartup(
+  setup: Setup,
+  child: "noop" | "real",
+  rounds: number,
+  warmups: number,
+): Promise<StartupResult> {
+  const env = envWith(setup, child === "noop" ? setup.bins.noop : null);
+  const codexArgs = child === "noop" ? [] : ["--version"];
+  const childArgs = [...FILE_STORE_OVERRIDE, ...codexArgs];
+  const variants: Record<VariantName, Invocation> = {
+    floor: {
+      program: Deno.execPath(),
+      args: [...DENO_FLAGS, FLOOR, ...childArgs],
+      env,
+    },
+    floorNode: {
+      program: Deno.execPath(),
+      args: [...DENO_FLAGS, FLOOR_NODE, ...childArgs],
+      env,
+    },
+    warm: { program: SECURE_CODEX, args: ["--", ...codexArgs], env },
+    warmMain: {
+      program: Deno.execPath(),
+      args: [...DENO_FLAGS, MAIN, "--", ...codexArgs],
+      env,
+    },
+    cold: { program: SECURE_CODEX, args: ["--", ...codexArgs], env },
+    age: {
+      program: "age",
+      args: ["-d", "-i", setup.identity, setup.store],
+      env,
+    },
+    direct: { program: "codex", args: childArgs, env },
+  };
+  // The bench's own PATH lacks the no-op directory, so the direct run names the file.
+  if (child === "noop") {
+    variants.direct.program = join(setup.bins.noop, "codex");
+  }
+  const times = Object.fromEntries(
+    VARIANT_ORDER.map((name) => [name, [] as number[]]),
+  ) as Record<VariantName, number[]>;
+  // Unlock once, so the first warm run finds the session.
+  await timed("unlock", variants.cold);
+  for (let round = 0; round < warmups + rounds; round++) {
+    for (const name of VARIANT_ORDER) {
+      if (name === "cold") await cleanup(setup);
+      const elapsed = await timed(`${child} ${name}`, variants[name]);
+      if (round >= warmups) times[name].push(elapsed);
+    }
+  }
+  return { child, rounds, warmups, times };
+}
+
+// ---------------------------------------------------------------------------
+// 2. Write-back
+
+interface WriteBackResult {
+  requested: number;
+  latencies: number[];
+  /** Latency of the first write-back, which also starts the worker. */
+  first: number;
+  renameMs: number[];
+  missed: number;
+  pauseMs: [number, number];
+  finalTokenOk: boolean;
+  wallSeconds: number;
+}
+
+async function benchWriteBack(
+  setup: Setup,
+  count: number,
+): Promise<WriteBackResult> {
+  const started = performance.now();
+  // Start from an unlocked session, as after an earlier run, so the first
+  // write-back also starts the worker, as it would in such a session.
+  await cleanup(setup);
+  await timed("unlock", {
+    program: SECURE_CODEX,
+    args: ["--"],
+    env: envWith(setup, setup.bins.noop),
+  });
+  const stage = join(setup.runtimeDir, "bench-stage");
+  const fifo = join(setup.runtimeDir, "bench-fifo");
+  const log = join(setup.runtimeDir, "bench-writes.log");
+  await Deno.mkdir(stage, { mode: 0o700 });
+  // Staged logins live on the tmpfs only. Each has a new refresh token and a
+  // later last_refresh, as after a real refresh.
+  const base = Date.now() + 1000;
+  for (let i = 1; i <= count; i++) {
+    await Deno.writeTextFile(
+      join(stage, `auth-${i}.json`),
+      fakeAuth(setup, `rt-${i}`, new Date(base + i * 1000)),
+      { mode: 0o600, createNew: true },
+    );
+  }
+  const mkfifo = await runCommand("mkfifo", ["-m", "600", fifo]);
+  if (mkfifo.code !== 0) throw new Error(`mkfifo failed: ${mkfifo.stderr}`);
+
+  let storeIno = Deno.statSync(setup.store).ino;
+  const pending: { wake: ((time: number) => void) | null } = { wake: null };
+  const watcher = Deno.watchFs(setup.codexHome, { recursive: false });
+  const watching = (async () => {
+    for await (const _event of watcher) {
+      const time = realtimeMs();
+      let ino: number | null;
+      try {
+        ino = Deno.statSync(setup.store).ino;
+      } catch {
+        continue;
+      }
+      if (ino !== storeIno) {
+        storeIno = ino;
+        pending.wake?.(time);
+      }
+    }
+  })();
+
+  const process = new Deno.Command(SECURE_CODEX, {
+    args: ["--"],
+    env: envWith(setup, setup.bins.writer, {
+      BENCH_FIFO: fifo,
+      BENCH_STAGE: stage,
+      BENCH_LOG: log,
+    }),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = process.output();
+
+  // Opening a FIFO for writing waits for the reader, the fake codex.
+  const opened = await Promise.race([
+    Deno.open(fifo, { write: true }),
+    output.then(() => null),
+  ]);
+  if (opened === null) {
+    watcher.close();
+    const result = await output;
+    // Release the pending open, then report secure-codex's error output.
+    (await Deno.open(fifo, { read: true })).close();
+    throw new Error(
+      `secure-codex exited before the fake codex started: ${
+        decoder.decode(result.stderr).trim()
+      }`,
+    );
+  }
+  const pipe = opened;
+
+  const replacedAt = new Map<number, number>();
+  let missed = 0;
+  const random = lcg(99);
+  const pauseMs: [number, number] = [50, 100];
+  for (let i = 1; i <= count; i++) {
+    const replaced = new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => resolve(null), 5000);
+      pending.wake = (time) => {
+        clearTimeout(timer);
+        resolve(time);
+      };
+    });
+    await pipe.write(encoder.encode(`${i}\n`));
+    const time = await replaced;
+    pending.wake = null;
+    if (time === null) missed++;
+    else replacedAt.set(i, time);
+    await sleep(pauseMs[0] + random() * (pauseMs[1] - pauseMs[0]));
+  }
+  await pipe.write(encoder.encode("stop\n"));
+  pipe.close();
+  const result = await output;
+  watcher.close();
+  await watching;
+  if (!result.success) {
+    throw new Error(
+      `secure-codex (write-back) exited with ${result.code}: ${
+        decoder.decode(result.stderr).trim()
+      }`,
+    );
+  }
+  remember("write-back", decoder.decode(result.stderr));
+
+  const latencies: number[] = [];
+  const renameMs: number[] = [];
+  let first = NaN;
+  const logText = await Deno.readTextFile(log);
+  for (const line of logText.trim().split("\n")) {
+    const [index, before, after] = line.split(" ");
+    const i = Number(index);
+    const t0 = epochRealtimeMs(before);
+    renameMs.push(epochRealtimeMs(after) - t0);
+    const time = replacedAt.get(i);
+    if (time === undefined) continue;
+    latencies.push(time - t0);
+    if (i === 1) first = time - t0;
+  }
+
+  // The store must now hold the last login, decrypted here in memory only.
+  const decrypted = await runCommand("age", [
+    "-d",
+    "-i",
+    setup.identity,
+    setup.store,
+  ]);
+  const stored = JSON.parse(decrypted.stdout) as {
+    tokens?: { refresh_token?: string };
+  };
+  const finalTokenOk =
+    stored.tokens?.refresh_token === `rt-${count}-${setup.canary}`;
+  await Deno.remove(stage, { recursive: true });
+  await Deno.remove(fifo);
+  await Deno.remove(log);
+  return {
+    requested: count,
+    latencies,
+    first,
+    renameMs,
+    missed,
+    pauseMs,
+    finalTokenOk,
+    wallSeconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** Parses bash's $EPOCHREALTIME ("seconds.microseconds") into ms. */
+function epochRealtimeMs(text: string): number {
+  const [seconds, fraction = "0"] = text.split(/[.,]/);
+  const micros = Number(seconds) * 1e6 + Number(fraction.padEnd(6, "0"));
+  return micros / 1000;
+}
+
+// ---------------------------------------------------------------------------
+// 3. Memory
+
+/** Reads VmHWM (KiB) of each process from /proc, checking that each is deno. */
+async function readPeaks(label: string, pids: number[]): Promise<number[]> {
+  // The bench's own permissions exclude /proc, so awk reads the files.
+  const status = await runCommand("awk", [
+    "/^(Name|VmHWM):/ { print FILENAME, $1, $2 }",
+    ...pids.map((pid) => `/proc/${pid}/status`),
+  ]);
+  const peaks = new Map<number, number>();
+  for (const line of status.stdout.trim().split("\n")) {
+    const [file, key, value] = line.split(/\s+/);
+    const pid = Number(file.split("/")[2]);
+    if (key === "Name:" && value !== "deno") {
+      throw new Error(`${label}: pid ${pid} is ${value}, expected deno`);
+    }
+    if (key === "VmHWM:") peaks.set(pid, Number(value));
+  }
+  if (peaks.size !== pids.length) {
+    throw new Error(`${label}: read ${peaks.size} of ${pids.length} processes`);
+  }
+  return pids.map((pid) => peaks.get(pid)!);
+}
+
+/**
+ * Starts `count` copies of an invocation whose child is the waiting codex,
+ * reads each Deno process's peak RSS (VmHWM, KiB) once every child has
+ * started, then lets them all exit.
+ */
+async function peakRss(
+  setup: Setup,
+  label: string,
+  invocation: Invocation,
+  count: number,
+): Promise<{ peaks: number[]; allStartedMs: number }> {
+  const marks = join(setup.runtimeDir, "bench-marks");
+  const release = join(setup.runtimeDir, "bench-release");
+  await Deno.remove(marks, { recursive: true }).catch(() => {});
+  await Deno.remove(release).catch(() => {});
+  await Deno.mkdir(marks);
+  const env = {
+    ...invocation.env,
+    BENCH_MARKS: marks,
+    BENCH_RELEASE: release,
+  };
+
+  const start = performance.now();
+  const children: Deno.ChildProcess[] = [];
+  for (let i = 0; i < count; i++) {
+    const command = new Deno.Command(invocation.program, {
+      args: invocation.args,
+      env,
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    });
+    children.push(command.spawn());
+  }
+  let exited = 0;
+  const outputs = children.map((child) =>
+    child.output().finally(() => exited++)
+  );
+
+  let measured: { peaks: number[]; allStartedMs: number } | null = null;
+  let failure: unknown = null;
+  try {
+    const deadline = Date.now() + 120_000;
+    while ([...Deno.readDirSync(marks)].length < count) {
+      if (exited > 0) {
+        throw new Error(`${label}: a process exited before its child started`);
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`${label}: timed out after 120 s waiting for children`);
+      }
+      await sleep(10);
+    }
+    const allStartedMs = performance.now() - start;
+    // The children are waiting now. A short pause lets each parent reach its await.
+    await sleep(200);
+    const peaks = await readPeaks(label, children.map((child) => child.pid));
+    measured = { peaks, allStartedMs };
+  } catch (error) {
+    failure = error;
+  }
+
+  // Let every child end, then report a failed process before a bench error.
+  await Deno.writeTextFile(release, "");
+  for (const result of await Promise.all(outputs)) {
+    if (!result.success) {
+      throw new Error(
+        `${label} exited with ${result.code}: ${
+          decoder.decode(result.stderr).trim()
+        }`,
+      );
+    }
+    remember(`memory ${label}`, decoder.decode(result.stderr));
+  }
+  if (failure !== null || measured === null) throw failure;
+  return measured;
+}
+
+interface MemoryRow {
+  label: string;
+  processes: number;
+  /** Median over repetitions (and processes) of VmHWM in KiB. */
+  median: number;
+  max: number;
+  allStartedMs: number;
+}
+
+interface MemoryResult {
+  reps: number;
+  floor: MemoryRow;
+  floorNode: MemoryRow;
+  warm: MemoryRow;
+  cold: MemoryRow;
+  entries: MemoryRow[];
+  concurrent: MemoryRow[];
+}
+
+async function benchMemory(setup: Setup, reps: number): Promise<MemoryResult> {
+  const env = envWith(setup, setup.bins.waiter);
+  const floor: Invocation = {
+    program: Deno.execPath(),
+    args: [...DENO_FLAGS, FLOOR, ...FILE_STORE_OVERRIDE],
+    env,
+  };
+  const floorNode: Invocation = {
+    program: Deno.execPath(),
+    args: [...DENO_FLAGS, FLOOR_NODE, ...FILE_STORE_OVERRIDE],
+    env,
+  };
+  const wrapper: Invocation = { program: SECURE_CODEX, args: ["--"], env };
+  // Unlocks the session with the no-op child, because the waiting child would
+  // wait for a release file that only a memory measurement writes.
+  const unlock = () =>
+    timed("unlock", {
+      program: SECURE_CODEX,
+      args: ["--"],
+      env: envWith(setup, setup.bins.noop),
+    });
+
+  const row = async (
+    label: string,
+    invocation: Invocation,
+    processes: number,
+    before?: () => Promise<void>,
+  ): Promise<MemoryRow> => {
+    const all: number[] = [];
+    const startTimes: number[] = [];
+    const repetitions = processes > 1 ? Math.min(reps, 3) : reps;
+    for (let rep = 0; rep < repetitions; rep++) {
+      await before?.();
+      const { peaks, allStartedMs } = await peakRss(
+        setup,
+        label,
+        invocation,
+        processes,
+      );
+      all.push(...peaks);
+      startTimes.push(allStartedMs);
+    }
+    progress(`  ${label}: ${mib(median(all))} MiB`);
+    return {
+      label,
+      processes,
+      median: median(all),
+      max: Math.max(...all),
+      allStartedMs: median(startTimes),
+    };
+  };
+
+  // Unlock the session for the warm rows.
+  await unlock();
+  const floorRow = await row("floor", floor, 1);
+  const floorNodeRow = await row("floor + node:fs, node:path", floorNode, 1);
+  const warmRow = await row("warm", wrapper, 1);
+  const coldRow = await row("cold", wrapper, 1, () => cleanup(setup));
+  await unlock();
+
+  const entries: MemoryRow[] = [];
+  let created = 0;
+  for (const target of [1, 10, 100]) {
+    for (; created < target; created++) {
+      const name = `bench-entry-${String(created).padStart(3, "0")}`;
+      if (created % 2 === 0) {
+        await Deno.writeTextFile(join(setup.codexHome, name), "x\n");
+      } else {
+        await Deno.mkdir(join(setup.codexHome, name));
+      }
+    }
+    const noun = target === 1 ? "entry" : "entries";
+    entries.push(await row(`warm, ${target} extra ${noun}`, wrapper, 1));
+  }
+  for (let i = 0; i < created; i++) {
+    const name = `bench-entry-${String(i).padStart(3, "0")}`;
+    await Deno.remove(join(setup.codexHome, name));
+  }
+
+  const concurrent: MemoryRow[] = [];
+  for (const processes of [1, 10, 50]) {
+    concurrent.push(
+      await row(`warm, ${processes} at once`, wrapper, processes),
+    );
+  }
+  return {
+    reps,
+    floor: floorRow,
+    floorNode: floorNodeRow,
+    warm: warmRow,
+    cold: coldRow,
+    entries,
+    concurrent,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Report
+
+interface Machine {
+  date: string;
+  cpu: string;
+  cores: number;
+  memory: string;
+  os: string;
+  kernel: string;
+  deno: string;
+  age: string;
+  codex: string;
+  secureCodex: string;
+  loadBefore: number[];
+  loadAfter: number[];
+  storeFs: string;
+}
+
+async function describeMachine(setup: Setup): Promise<Machine> {
+  const cpu = await commandText("awk", [
+    "-F: ",
+    "/^model name/ { print $2; exit }",
+    "/proc/cpuinfo",
+  ]);
+  const osRelease = await commandText("awk", [
+    "-F=",
+    '/^PRETTY_NAME=/ { gsub(/"/, "", $2); print $2 }',
+    "/etc/os-release",
+  ]);
+  const storeFs = await commandText("findmnt", [
+    "-n",
+    "-o",
+    "FSTYPE",
+    "-T",
+    setup.codexHome,
+  ]);
+  return {
+    date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    cpu,
+    cores: navigator.hardwareConcurrency,
+    memory: `${(Deno.systemMemoryInfo().total / 1024 ** 3).toFixed(0)} GiB`,
+    os: osRelease,
+    kernel: Deno.osRelease(),
+    deno: Deno.version.deno,
+    age: await commandText("age", ["--version"]),
+    codex: await commandText("codex", ["--version"]),
+    secureCodex: config.version,
+    loadBefore: Deno.loadavg(),
+    loadAfter: [],
+    storeFs,
+  };
+}
+
+interface Results {
+  machine: Machine;
+  startup: StartupResult[];
+  writeBack: WriteBackResult;
+  memory: MemoryResult;
+  leak: string;
+  totalSeconds: number;
+}
+
+function startupSection(result: StartupResult): string {
+  const childName = result.child === "noop"
+    ? "no-op child (`/bin/true` named `codex`)"
+    : "real child (`codex --version`, codex-cli through its Node.js launcher)";
+  const rows = VARIANT_ORDER.map((name) => {
+    const s = summarize(result.times[name]);
+    return [VARIANT_LABELS[name], ms(s.median), ms(s.p10), ms(s.p90)];
+  });
+  const t = result.times;
+  const ratioNames = ["floorNode", "warm", "warmMain", "cold"] as const;
+  const ratios = ratioNames.map((name) => {
+    const r = startupRatio(t[name], t.floor, t.direct);
+    const target = name === "cold" ? TARGETS.coldRatio : TARGETS.warmRatio;
+    let verdictText = "(targets apply to the no-op child)";
+    if (name === "floorNode") verdictText = "– (for comparison)";
+    else if (result.child === "noop") {
+      verdictText = `≤ ${target.toFixed(2)}: ${verdict(r.ratio, target, "×")}`;
+    }
+    return [
+      VARIANT_LABELS[name],
+      ratio(r.ratio),
+      `${ratio(r.low)}–${ratio(r.high)}`,
+      signedMs(median(t[name]) - median(t.floor)),
+      verdictText,
+    ];
+  });
+  const warmExtra = median(t.warm) - median(t.floor);
+  const nodeExtra = median(t.floorNode) - median(t.floor);
+  const launcher = median(t.warm) - median(t.warmMain);
+  return [
+    `### ${childName}`,
+    "",
+    `${result.rounds} interleaved rounds after ${result.warmups} warm-up rounds; wall time in ms from spawn to exit, seen by the bench.`,
+    "",
+    table(["run", "median", "p10", "p90"], rows),
+    "",
+    table(
+      [
+        "ratio (run − direct) / (floor − direct)",
+        "ratio of medians",
+        "90% bootstrap interval",
+        "run − floor, ms (medians)",
+        "target",
+      ],
+      ratios,
+    ),
+    "",
+    `- Warm costs ${
+      signedMs(warmExtra)
+    } ms over the floor. Importing \`node:fs\` and \`node:path\` alone costs ${
+      signedMs(nodeExtra)
+    } ms (${
+      Math.round((nodeExtra / warmExtra) * 100)
+    }% of that); secure-codex imports both (\`lib/ram_dir.ts\` uses \`statfsSync\`).`,
+    `- The \`/bin/sh\` launcher accounts for ${
+      signedMs(launcher)
+    } ms (warm minus warm without the launcher).`,
+    `- Cold costs ${
+      signedMs(median(t.cold) - median(t.warm))
+    } ms over warm; \`age -d\` alone takes ${
+      ms(median(t.age))
+    } ms of that; the rest is starting the worker and its requests (decrypt, install, recipients).`,
+  ].join("\n");
+}
+
+function signedMs(value: number): string {
+  return `${value >= 0 ? "+" : "−"}${ms(Math.abs(value))}`;
+}
+
+function writeBackSection(result: WriteBackResult): string {
+  const s = summarize(result.latencies);
+  const rename = summarize(result.renameMs);
+  const rest = summarize(result.latencies.slice(1));
+  return [
+    table(
+      ["write-backs", "median", "p95", "p10", "p90", "max"],
+      [
+        [
+          `all ${s.n} of ${result.requested}`,
+          ms(s.median),
+          ms(s.p95),
+          ms(s.p10),
+          ms(s.p90),
+          ms(s.max),
+        ],
+        [
+          "without the first",
+          ms(rest.median),
+          ms(rest.p95),
+          ms(rest.p10),
+          ms(rest.p90),
+          ms(rest.max),
+        ],
+      ],
+    ),
+    "",
+    table(["target", "measured", "verdict"], [
+      [
+        `median ≤ ${TARGETS.writeBackMedianMs} ms`,
+        `${ms(s.median)} ms`,
+        verdict(s.median, TARGETS.writeBackMedianMs, "ms"),
+      ],
+      [
+        `p95 ≤ ${TARGETS.writeBackP95Ms} ms`,
+        `${ms(s.p95)} ms`,
+        verdict(s.p95, TARGETS.writeBackP95Ms, "ms"),
+      ],
+    ]),
+    "",
+    `- The first write-back of the run took ${
+      ms(result.first)
+    } ms; it also starts the worker that reads the plaintext.`,
+    `- Replacements not seen within 5 s: ${result.missed}.`,
+    `- The fake codex's \`mv\` (fork, exec, rename) took ${
+      ms(rename.median)
+    } ms (median, p90 ${
+      ms(rename.p90)
+    } ms); it is counted in the latency, which therefore overstates it by about that much.`,
+    `- After the run the store decrypted to the last login written: ${
+      result.finalTokenOk ? "yes" : "**no**"
+    }.`,
+    `- Wall time of this part: ${result.wallSeconds.toFixed(0)} s.`,
+  ].join("\n");
+}
+
+function memorySection(result: MemoryResult): string {
+  const floor = result.floor.median;
+  const line = (row: MemoryRow) => [
+    row.label,
+    String(row.processes),
+    mib(row.median),
+    mib(row.max),
+    ratio(row.median / floor),
+    row.label.startsWith("floor")
+      ? "–"
+      : verdict(row.median / floor, TARGETS.memoryRatio, "×"),
+  ];
+  const rows = [
+    result.floor,
+    result.floorNode,
+    result.warm,
+    result.cold,
+    ...result.entries,
+    ...result.concurrent,
+  ];
+  const concurrentStart = result.concurrent.map((row) =>
+    `${row.processes}: ${ms(row.allStartedMs)} ms`
+  ).join(", ");
+  const warmRows = [result.warm, ...result.entries, ...result.concurrent];
+  const spread = Math.max(...warmRows.map((row) => row.median)) -
+    Math.min(...warmRows.map((row) => row.median));
+  return [
+    table(
+      [
+        "run",
+        "processes",
+        "VmHWM median, MiB",
+        "max, MiB",
+        "× floor",
+        `target ≤ ${TARGETS.memoryRatio.toFixed(2)} × floor`,
+      ],
+      rows.map(line),
+    ),
+    "",
+    `- Medians over ${result.reps} runs (3 for the concurrent rows), each process counted.`,
+    `- Warm rows differ by at most ${
+      mib(spread)
+    } MiB between 1 and 100 extra entries and between 1 and 50 processes.`,
+    `- Warm uses ${
+      mib(result.warm.median - floor)
+    } MiB more than the floor; importing \`node:fs\` and \`node:path\` alone accounts for ${
+      mib(result.floorNode.median - floor)
+    } MiB of it.`,
+    `- Cold uses ${
+      mib(result.cold.median - result.warm.median)
+    } MiB more than warm: the plaintext worker, a second V8 isolate with its own copy of the modules it imports.`,
+    `- Time until every child had started (median): ${concurrentStart}.`,
+  ].join("\n");
+}
+
+function render(results: Results, quick: boolean): string {
+  const m = results.machine;
+  const noop = results.startup.find((r) => r.child === "noop");
+  const summaryRows: string[][] = [];
+  if (noop) {
+    const t = noop.times;
+    const warm = startupRatio(t.warm, t.floor, t.direct).ratio;
+    const cold = startupRatio(t.cold, t.floor, t.direct).ratio;
+    summaryRows.push([
+      "start-up, warm (no-op child)",
+      `ratio ≤ ${TARGETS.warmRatio.toFixed(2)}`,
+      ratio(warm),
+      verdict(warm, TARGETS.warmRatio, "×"),
+    ]);
+    summaryRows.push([
+      "start-up, cold (no-op child)",
+      `ratio ≤ ${TARGETS.coldRatio.toFixed(2)}`,
+      ratio(cold),
+      verdict(cold, TARGETS.coldRatio, "×"),
+    ]);
+  }
+  const wb = summarize(results.writeBack.latencies);
+  summaryRows.push([
+    "write-back latency, median",
+    `≤ ${TARGETS.writeBackMedianMs} ms`,
+    `${ms(wb.median)} ms`,
+    verdict(wb.median, TARGETS.writeBackMedianMs, "ms"),
+  ]);
+  summaryRows.push([
+    "write-back latency, p95",
+    `≤ ${TARGETS.writeBackP95Ms} ms`,
+    `${ms(wb.p95)} ms`,
+    verdict(wb.p95, TARGETS.writeBackP95Ms, "ms"),
+  ]);
+  const mem = results.memory;
+  const worstWarm = Math.max(
+    mem.warm.median,
+    ...mem.entries.map((row) => row.median),
+    ...mem.concurrent.map((row) => row.median),
+  );
+  summaryRows.push([
+    "peak RSS, warm (worst row)",
+    `≤ ${TARGETS.memoryRatio.toFixed(2)} × floor`,
+    `${ratio(worstWarm / mem.floor.median)} ×`,
+    verdict(worstWarm / mem.floor.median, TARGETS.memoryRatio, "×"),
+  ]);
+  summaryRows.push([
+    "peak RSS, cold",
+    `≤ ${TARGETS.memoryRatio.toFixed(2)} × floor`,
+    `${ratio(mem.cold.median / mem.floor.median)} ×`,
+    verdict(mem.cold.median / mem.floor.median, TARGETS.memoryRatio, "×"),
+  ]);
+
+  const messageLines = [...messages.entries()]
+    .filter(([label]) => label !== "cleanup")
+    .map(([label, lines]) =>
+      `- ${label}: ${[...lines].map((l) => `\`${l}\``).join("; ")}`
+    );
+
+  return [
+    "# Benchmarks",
+    "",
+    "Generated by `scripts/bench` (`deno task bench`), so do not edit it by",
+    "hand. A run takes about two minutes on two cores, and `--help` lists its",
+    "options.",
+    quick
+      ? "\n**Quick run** (`--quick`): too few samples to judge targets.\n"
+      : "",
+    "The numbers that count are **ratios measured side by side**: every run of",
+    "secure-codex is paired with runs of a baseline taken in the same round on",
+    "the same machine, so background load moves both. Absolute milliseconds",
+    "and MiB are context only; they change with the machine and its load.",
+    "",
+    "## Machine",
+    "",
+    table(["", ""], [
+      ["date", m.date],
+      ["CPU", `${m.cpu}, ${m.cores} cores`],
+      ["memory", m.memory],
+      ["system", `${m.os}, Linux ${m.kernel}`],
+      ["store's file system", m.storeFs],
+      [
+        "versions",
+        `deno ${m.deno}, age ${m.age}, ${m.codex}, secure-codex ${m.secureCodex}`,
+      ],
+      [
+        "load average (1, 5, 15 min)",
+        `before ${m.loadBefore.map((x) => x.toFixed(2)).join(", ")}; after ${
+          m.loadAfter.map((x) => x.toFixed(2)).join(", ")
+        }`,
+      ],
+      ["duration", `${results.totalSeconds.toFixed(0)} s`],
+    ]),
+    "",
+    "## Summary",
+    "",
+    table(["measure", "target", "measured", "verdict"], summaryRows),
+    "",
+    "## 1. Start-up cost",
+    "",
+    "Each round runs every program below once, in the order of the table;",
+    "cold runs right after an untimed `--cleanup`, so it decrypts the store",
+    "with an X25519 identity, and warm finds the session cold left behind.",
+    "The floor is `scripts/bench_floor.ts`, run with the flags",
+    "`scripts/secure-codex` uses (`-P=secure-codex -q --no-prompt --frozen",
+    "--config deno.json`): it only spawns the same child with the same",
+    "arguments and inherited stdio and waits. The ratio (run − direct) /",
+    "(floor − direct) is what secure-codex adds on top of codex in units of",
+    "what the least Deno wrapper adds: 1.00 would mean secure-codex costs",
+    "nothing beyond starting Deno. Its interval resamples whole rounds 2000",
+    "times. `scripts/secure-codex` is a `/bin/sh` script that runs `readlink`",
+    "and `dirname` before it `exec`s deno; the row without the launcher runs",
+    "the same `deno run` line directly. The floor with `node:fs` and",
+    "`node:path` and `age -d` alone are there to show where time goes.",
+    "",
+    results.startup.map(startupSection).join("\n\n"),
+    "",
+    "## 2. Write-back latency",
+    "",
+    "The bench stages one auth.json per write-back on the tmpfs: a ChatGPT",
+    "login with fake tokens, each with a new refresh token and a later",
+    "`last_refresh`. A fake `codex` (bash) reads a number from a FIFO, renames",
+    "the staged file with that number over the RAM copy, and logs",
+    "`$EPOCHREALTIME` just before the `mv`. The bench watches the store's",
+    "directory with `Deno.watchFs` and takes the time of the event after which",
+    "the store has a new inode, that is, of the rename that replaces it. Only",
+    "then does it send the next number, after a pause of " +
+    `${results.writeBack.pauseMs[0]}–${
+      results.writeBack.pauseMs[1]
+    } ms, so write-backs never overlap.`,
+    "secure-codex starts on a session unlocked by an earlier run, so its",
+    "plaintext worker is not running yet and the first write-back starts it.",
+    `${results.writeBack.requested} write-backs were requested.`,
+    "",
+    writeBackSection(results.writeBack),
+    "",
+    "## 3. Memory",
+    "",
+    "Peak RSS is `VmHWM` from `/proc/<pid>/status` of the Deno process, read",
+    "by the bench while the child, a shell script named `codex`, waits for a",
+    "release file. Extra entries are files and directories added next to",
+    "`config.toml`, the store and the link in the codex home. Concurrent rows",
+    "start that many secure-codex processes at once on one unlocked session.",
+    "",
+    memorySection(results.memory),
+    "",
+    "## Notes",
+    "",
+    `- Fake tokens carry a marker string; after the run the bench's disk files (not the tmpfs) were searched for it: ${results.leak}.`,
+    "- No process contacted any host: all proxies point at 127.0.0.1:9, and the",
+    "  only real codex command run is `codex --version`.",
+    messageLines.length > 0
+      ? "- Messages secure-codex printed during the measured runs:\n" +
+        messageLines.map((l) => `  ${l}`).join("\n")
+      : "- secure-codex printed nothing during the measured runs.",
+    "",
+  ].join("\n");
+}
+
+// ---------------------------------------------------------------------------
+
+/** Parses a count option: a positive integer, or the fallback when absent. */
+function count(name: string, value: string | undefined, fallback: number) {
+  if (value === undefined) return fallback;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1) {
+    throw new Error(`invalid ${name}: ${value}, expected a positive integer`);
+  }
+  return parsed;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      rounds: { type: "string" },
+      writes: { type: "string" },
+      reps: { type: "string" },
+      out: { type: "string" },
+      "no-write": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      `Usage: scripts/bench [--quick] [--rounds N] [--writes N] [--reps N]
+                    [--out PATH | --no-write]
+
+  --rounds N   start-up rounds per child after 3 warm-up rounds (default 50)
+  --writes N   write-backs to time (default 200)
+  --reps N     memory runs per row (default 5)
+  --quick      5 rounds, 20 writes, 2 reps; does not write docs/benchmarks.md
+  --out PATH   where to write the report (default docs/benchmarks.md)
+  --no-write   print the report only`,
+    );
+    return;
+  }
+  const quick = values.quick;
+  const rounds = count("--rounds", values.rounds, quick ? 5 : 50);
+  const writes = count("--writes", values.writes, quick ? 20 : 200);
+  const reps = count("--reps", values.reps, quick ? 2 : 5);
+  const out = values["no-write"] || (quick && values.out === undefined)
+    ? null
+    : resolve(values.out ?? DOC);
+
+  const setup = await createSetup();
+  let results: Results | undefined;
+  let leak = "not checked";
+  try {
+    const machine = await describeMachine(setup);
+    const startup: StartupResult[] = [];
+    for (const child of ["noop", "real"] as const) {
+      progress(`start-up, ${child} child, ${rounds} rounds`);
+      startup.push(await benchStartup(setup, child, rounds, 3));
+    }
+    progress(`write-back, ${writes} writes`);
+    const writeBack = await benchWriteBack(setup, writes);
+    progress(`memory, ${reps} runs per row`);
+    const memory = await benchMemory(setup, reps);
+    progress("removing the setup");
+    machine.loadAfter = Deno.loadavg();
+    results = {
+      machine,
+      startup,
+      writeBack,
+      memory,
+      leak: "",
+      totalSeconds: 0,
+    };
+  } finally {
+    leak = await disposeSetup(setup);
+  }
+  results.leak = leak;
+  results.totalSeconds = (performance.now() - BEGIN) / 1000;
+  const report = render(results, quick);
+  console.log(report);
+  if (out !== null) {
+    await Deno.writeTextFile(out, report);
+    progress(`wrote ${out}`);
+  }
+}
+
+await main();
