@@ -7,7 +7,7 @@
  * @module
  */
 
-import { dirname, resolve } from "node:path";
+import { dirname, resolve } from "./path.ts";
 import { CliError } from "./output.ts";
 
 /** What is at the link's path. */

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isAbsolute, join, resolve } from "node:path";
+import { isAbsolute, join, resolve } from "./path.ts";
 import { CliError } from "./output.ts";
 
 /** Everything the program needs to know from argv and the environment. */

@@ -11,8 +11,7 @@
  * @module
  */
 
-import { statfsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join } from "./path.ts";
 import { CliError } from "./output.ts";
 
 /** `f_type` of tmpfs in statfs(2). */
@@ -146,8 +145,16 @@ function checkNotSpecialFilesystem(path: string): void {
   }
 }
 
-/** Checks that a path is on tmpfs or ramfs, so its pages never reach a disk filesystem. */
-export function checkRamFilesystem(path: string, reportedPath = path): void {
+/**
+ * Checks that a path is on tmpfs or ramfs, so its pages never reach a disk
+ * filesystem. `node:fs` is imported only here and only when needed, because
+ * loading Deno's Node compatibility layer is the largest start-up cost.
+ */
+export async function checkRamFilesystem(
+  path: string,
+  reportedPath = path,
+): Promise<void> {
+  const { statfsSync } = await import("node:fs");
   const type = statfsSync(path).type;
   if (type !== TMPFS_MAGIC && type !== RAMFS_MAGIC) {
     refuse(
@@ -158,6 +165,39 @@ export function checkRamFilesystem(path: string, reportedPath = path): void {
       ["plaintext tokens there would be written to disk"],
     );
   }
+}
+
+/**
+ * The file that records which directory (device and inode) passed the
+ * filesystem check. The directory is private, so only this user can write it,
+ * and a device number names one mounted filesystem: a matching record means
+ * the statfs check need not run again.
+ */
+export const VERIFIED_MARKER = ".verified-filesystem";
+
+function identityOf(info: Deno.FileInfo): string {
+  return `${info.dev}:${info.ino}`;
+}
+
+function isVerified(path: string, info: Deno.FileInfo): boolean {
+  try {
+    return Deno.readTextFileSync(join(path, VERIFIED_MARKER)) ===
+      identityOf(info);
+  } catch {
+    return false;
+  }
+}
+
+function markVerified(path: string, info: Deno.FileInfo): void {
+  const temp = join(
+    path,
+    `${VERIFIED_MARKER}.${crypto.randomUUID().slice(0, 8)}`,
+  );
+  Deno.writeTextFileSync(temp, identityOf(info), {
+    createNew: true,
+    mode: 0o600,
+  });
+  Deno.renameSync(temp, join(path, VERIFIED_MARKER));
 }
 
 /** Checks a directory that must belong to the user alone. */
@@ -228,24 +268,40 @@ function makePrivateDirectory(path: string): boolean {
  *
  * @example
  * ```ts
- * ensureRamDir({ path: "/run/user/1000/secure-codex/0123456789abcdef", source: "XDG_RUNTIME_DIR" }, 1000);
+ * await ensureRamDir({ path: "/run/user/1000/secure-codex/0123456789abcdef", source: "XDG_RUNTIME_DIR" }, 1000);
  * ```
  */
-export function ensureRamDir(choice: RamDirChoice, uid: number): void {
+export async function ensureRamDir(
+  choice: RamDirChoice,
+  uid: number,
+): Promise<void> {
   const { path } = choice;
   checkNotSpecialFilesystem(path);
   if (!path.startsWith("/") || path === "/") {
     refuse("invalid RAM directory", path);
   }
-
   const parent = dirname(path);
+
+  // Fast path for a directory this user already verified: ownership, mode and
+  // parents are checked again with lstat, the filesystem by its record.
+  const existing = lstatOrNull(path);
+  if (existing !== null && existing.isDirectory && isVerified(path, existing)) {
+    checkPrivateDirectory(path, existing, uid);
+    if (choice.source === "--ram-dir") {
+      checkParent(parent, uid);
+    } else {
+      checkPrivateDirectory(parent, Deno.lstatSync(parent), uid);
+    }
+    return;
+  }
+
   if (choice.source !== "--ram-dir") {
     // <runtime dir>/secure-codex/<id>: the runtime directory itself is checked
     // as a parent, the secure-codex level as a private directory.
     const runtimeDir = dirname(parent);
     checkNotSpecialFilesystem(runtimeDir);
     checkParent(runtimeDir, uid);
-    checkRamFilesystem(runtimeDir, path);
+    await checkRamFilesystem(runtimeDir, path);
     makePrivateDirectory(parent);
     const parentInfo = Deno.lstatSync(parent);
     checkPrivateDirectory(parent, parentInfo, uid);
@@ -253,7 +309,7 @@ export function ensureRamDir(choice: RamDirChoice, uid: number): void {
     checkParent(parent, uid);
     // Check before creating, so a refused path leaves nothing behind. An
     // existing directory may be a mount point, so it is checked itself below.
-    if (lstatOrNull(path) === null) checkRamFilesystem(parent, path);
+    if (existing === null) await checkRamFilesystem(parent, path);
   }
 
   try {
@@ -267,6 +323,8 @@ export function ensureRamDir(choice: RamDirChoice, uid: number): void {
     }
     throw error;
   }
-  checkPrivateDirectory(path, Deno.lstatSync(path), uid);
-  checkRamFilesystem(path);
+  const info = Deno.lstatSync(path);
+  checkPrivateDirectory(path, info, uid);
+  await checkRamFilesystem(path);
+  markVerified(path, info);
 }

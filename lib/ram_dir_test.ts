@@ -1,11 +1,18 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { chooseRamDir, ensureRamDir, sessionId } from "./ram_dir.ts";
+import {
+  chooseRamDir,
+  ensureRamDir,
+  sessionId,
+  VERIFIED_MARKER,
+} from "./ram_dir.ts";
 
 const uid = Deno.uid()!;
 
 /** Mounts a tmpfs for one test; needs root or a user namespace (scripts/test). */
-async function withTmpfs(action: (dir: string) => void): Promise<void> {
+async function withTmpfs(
+  action: (dir: string) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir();
   const mount = await new Deno.Command("mount", {
     args: ["-t", "tmpfs", "-o", "mode=0700", "tmpfs", dir],
@@ -13,7 +20,7 @@ async function withTmpfs(action: (dir: string) => void): Promise<void> {
   }).output();
   assert.equal(mount.code, 0, new TextDecoder().decode(mount.stderr));
   try {
-    action(dir);
+    await action(dir);
   } finally {
     await new Deno.Command("umount", { args: ["-l", dir] }).output();
     await Deno.remove(dir, { recursive: true });
@@ -52,28 +59,28 @@ Deno.test("chooseRamDir without a runtime directory explains the fixes", () => {
 });
 
 Deno.test("ensureRamDir creates private directories on tmpfs", async () => {
-  await withTmpfs((runtime) => {
+  await withTmpfs(async (runtime) => {
     const choice = chooseRamDir({
       xdgRuntimeDir: runtime,
       uid,
       id: "0123456789abcdef",
     });
-    ensureRamDir(choice, uid);
+    await ensureRamDir(choice, uid);
     for (const path of [join(runtime, "secure-codex"), choice.path]) {
       const info = Deno.lstatSync(path);
       assert.ok(info.isDirectory, path);
       assert.equal(info.mode! & 0o7777, 0o700, path);
     }
-    ensureRamDir(choice, uid);
+    await ensureRamDir(choice, uid);
   });
 });
 
 Deno.test("ensureRamDir rejects unsafe directories", async () => {
-  await withTmpfs((runtime) => {
+  await withTmpfs(async (runtime) => {
     const wide = join(runtime, "wide");
     Deno.mkdirSync(wide);
     Deno.chmodSync(wide, 0o755);
-    assert.throws(
+    await assert.rejects(
       () => ensureRamDir({ path: wide, source: "--ram-dir" }, uid),
       /mode 0755, expected 0700/,
     );
@@ -83,14 +90,14 @@ Deno.test("ensureRamDir rejects unsafe directories", async () => {
     Deno.mkdirSync(target, { mode: 0o700 });
     const link = join(runtime, "link");
     Deno.symlinkSync(target, link);
-    assert.throws(
+    await assert.rejects(
       () => ensureRamDir({ path: link, source: "--ram-dir" }, uid),
       /RAM directory is a symlink/,
     );
 
     const file = join(runtime, "file");
     Deno.writeTextFileSync(file, "");
-    assert.throws(
+    await assert.rejects(
       () => ensureRamDir({ path: file, source: "--ram-dir" }, uid),
       /not a directory/,
     );
@@ -109,7 +116,7 @@ Deno.test("ensureRamDir rejects unsafe directories", async () => {
       );
     }
     if (chowned) {
-      assert.throws(
+      await assert.rejects(
         () => ensureRamDir({ path: foreign, source: "--ram-dir" }, uid),
         /owned by uid 4242/,
       );
@@ -122,7 +129,7 @@ Deno.test("ensureRamDir rejects a disk filesystem without creating", async () =>
   try {
     Deno.chmodSync(dir, 0o700);
     const path = join(dir, "ram");
-    assert.throws(
+    await assert.rejects(
       () => ensureRamDir({ path, source: "--ram-dir" }, uid),
       /not on tmpfs or ramfs/,
     );
@@ -132,10 +139,13 @@ Deno.test("ensureRamDir rejects a disk filesystem without creating", async () =>
   }
 });
 
-Deno.test("ensureRamDir rejects /dev paths with the reason", () => {
-  assert.throws(
+Deno.test("ensureRamDir rejects /dev paths with the reason", async () => {
+  await assert.rejects(
     () =>
-      ensureRamDir({ path: "/dev/shm/secure-codex", source: "--ram-dir" }, uid),
+      ensureRamDir(
+        { path: "/dev/shm/secure-codex", source: "--ram-dir" },
+        uid,
+      ),
     (error: Error & { hints?: string[] }) =>
       /under \/dev is not supported/.test(error.message) &&
       (error.hints ?? []).some((hint) => /--allow-all/.test(hint)),
@@ -143,16 +153,51 @@ Deno.test("ensureRamDir rejects /dev paths with the reason", () => {
 });
 
 Deno.test("ensureRamDir rejects a parent writable by others", async () => {
-  await withTmpfs((runtime) => {
+  await withTmpfs(async (runtime) => {
     const parent = join(runtime, "shared");
     Deno.mkdirSync(parent);
     Deno.chmodSync(parent, 0o777);
-    assert.throws(
+    await assert.rejects(
       () =>
-        ensureRamDir({ path: join(parent, "ram"), source: "--ram-dir" }, uid),
+        ensureRamDir(
+          { path: join(parent, "ram"), source: "--ram-dir" },
+          uid,
+        ),
       /parent of the RAM directory is not safe/,
     );
     Deno.chmodSync(parent, 0o1777);
-    ensureRamDir({ path: join(parent, "ram"), source: "--ram-dir" }, uid);
+    await ensureRamDir({ path: join(parent, "ram"), source: "--ram-dir" }, uid);
+  });
+});
+
+Deno.test("ensureRamDir ignores a record for another directory", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    Deno.chmodSync(dir, 0o700);
+    const path = join(dir, "ram");
+    Deno.mkdirSync(path, { mode: 0o700 });
+    Deno.writeTextFileSync(join(path, VERIFIED_MARKER), "1:1");
+    await assert.rejects(
+      () => ensureRamDir({ path, source: "--ram-dir" }, uid),
+      /not on tmpfs or ramfs/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ensureRamDir fast path still checks the mode", async () => {
+  await withTmpfs(async (runtime) => {
+    const choice = chooseRamDir({
+      xdgRuntimeDir: runtime,
+      uid,
+      id: "0123456789abcdef",
+    });
+    await ensureRamDir(choice, uid);
+    Deno.chmodSync(choice.path, 0o755);
+    await assert.rejects(
+      () => ensureRamDir(choice, uid),
+      /mode 0755, expected 0700/,
+    );
   });
 });

@@ -14,12 +14,17 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "./path.ts";
 import { isOlder } from "./auth_json.ts";
 import { checkLink, ensureLink, inspectLink } from "./link.ts";
 import { lockFile, tryLockFile } from "./lock.ts";
 import { CliError, notice, warn } from "./output.ts";
-import { ensureRamDir, lstatOrNull, type RamDirChoice } from "./ram_dir.ts";
+import {
+  ensureRamDir,
+  lstatOrNull,
+  type RamDirChoice,
+  VERIFIED_MARKER,
+} from "./ram_dir.ts";
 import {
   checkReadableFile,
   MAX_KEY_FILE_BYTES,
@@ -146,7 +151,7 @@ export class Session {
   /** Runs `action` under the exclusive session lock, creating the RAM directory if needed. */
   async withLock<T>(action: () => Promise<T>): Promise<T> {
     for (;;) {
-      ensureRamDir(this.config.ramDir, this.config.uid);
+      await ensureRamDir(this.config.ramDir, this.config.uid);
       let lock: Deno.FsFile;
       try {
         lock = await lockFile(join(this.ramDir, "session.lock"), true);
@@ -225,6 +230,9 @@ export class Session {
    * until {@linkcode leave}.
    */
   async open(): Promise<void> {
+    // Without a RAM copy this run will most likely decrypt: boot the worker
+    // now, while the checks below run.
+    if (lstatOrNull(this.ramCopy) === null) this.worker();
     checkLink(this.linkPath, this.ramCopy, this.config.store);
     this.checkKeyFiles();
     await this.withLock(async () => {
@@ -532,14 +540,14 @@ export class Session {
   }
 
   /**
-   * Removes the RAM copy, the state and any temp files. The directory and its
-   * empty lock files stay, so a process waiting on a lock keeps a valid inode
+   * Removes the RAM copy, the state and any temp files. The directory, its
+   * empty lock files and its filesystem record stay, so a process waiting on a lock keeps a valid inode
    * and a process starting at this moment never races an rmdir.
    */
   #removeFiles(): void {
     const hadCopy = lstatOrNull(this.ramCopy) !== null;
     for (const entry of Deno.readDirSync(this.ramDir)) {
-      if (LOCK_FILES.has(entry.name)) continue;
+      if (KEPT_FILES.has(entry.name)) continue;
       Deno.removeSync(join(this.ramDir, entry.name), { recursive: true });
     }
     if (hadCopy) notice(`removed the RAM copy: ${this.ramCopy}`);
@@ -547,7 +555,7 @@ export class Session {
   }
 }
 
-const LOCK_FILES = new Set(["session.lock", "users.lock"]);
+const KEPT_FILES = new Set(["session.lock", "users.lock", VERIFIED_MARKER]);
 
 function isSaved(outcome: WriteBackOutcome): boolean {
   return outcome.status === "saved" || outcome.status === "unchanged" ||

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join } from "./path.ts";
 import { CliError } from "./output.ts";
 
 /** The largest store accepted; a codex auth.json is a few KiB. */

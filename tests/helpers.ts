@@ -258,6 +258,10 @@ export async function createFixture(): Promise<Fixture> {
     no_proxy: "127.0.0.1,localhost",
     SECURE_CODEX_IDENTITY: identity,
     RUST_LOG: "error",
+    // HOME points into the fixture, so keep Deno's cache where it was: a fresh
+    // cache per fixture would recompile main.ts on every first run.
+    DENO_DIR: Deno.env.get("DENO_DIR") ??
+      join(Deno.env.get("HOME") ?? "/root", ".cache", "deno"),
   };
 
   const fixture: Fixture = {
