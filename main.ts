@@ -75,7 +75,7 @@ async function run(options: Options): Promise<number> {
   const session = await openSession(options, baseEnv);
   try {
     if (options.mode === "cleanup") {
-      await session.cleanup();
+      await session.cleanup(options.force);
       return 0;
     }
 

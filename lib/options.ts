@@ -27,6 +27,8 @@ export interface Options {
   ramDir?: string;
   /** Whether the RAM copy stays after the last codex using it exits. */
   keep: boolean;
+  /** With cleanup: remove the RAM copy even when it cannot be saved. */
+  force: boolean;
   /** Arguments for codex, unchanged. */
   codexArgs: string[];
 }
@@ -90,7 +92,13 @@ const EXAMPLE_VALUES: Readonly<Record<string, string>> = {
   "--ram-dir": "/run/user/1000/secure-codex",
 };
 
-const FLAG_OPTIONS = new Set(["--cleanup", "-h", "--help", "--version"]);
+const FLAG_OPTIONS = new Set([
+  "--cleanup",
+  "--force",
+  "-h",
+  "--help",
+  "--version",
+]);
 
 /** The help text printed by `-h` and `--help`. */
 export const HELP_TEXT = `Usage: secure-codex [options] [--] [codex arguments]
@@ -116,6 +124,8 @@ Options:
                            [SECURE_CODEX_RAM_DIR]
   --cleanup                save a changed RAM copy, remove it and exit
                            [SECURE_CODEX_CLEANUP=true]
+  --force                  with --cleanup: remove the RAM copy even when it
+                           cannot be saved (its unsaved tokens are lost)
   -h, --help               print this help and exit
   --version                print the version and exit
 
@@ -171,6 +181,7 @@ export function parseOptions(
   const flags: Record<string, string> = {};
   const identityFlags: string[] = [];
   let cleanupFlag = false;
+  let force = false;
   let help = false;
   let version = false;
   let index = 0;
@@ -220,6 +231,7 @@ export function parseOptions(
     }
     if (FLAG_OPTIONS.has(arg)) {
       if (arg === "--cleanup") cleanupFlag = true;
+      else if (arg === "--force") force = true;
       else if (arg === "--version") version = true;
       else help = true;
       index++;
@@ -279,6 +291,12 @@ export function parseOptions(
   else if (version) mode = "version";
   else if (cleanup) mode = "cleanup";
 
+  if (force && mode === "run") {
+    throw usageError(
+      "--force works only with --cleanup",
+      "run secure-codex --cleanup --force to discard a RAM copy that cannot be saved",
+    );
+  }
   if (mode === "cleanup" && codexArgs.length > 0) {
     throw usageError(
       `--cleanup takes no codex arguments: ${codexArgs.join(" ")}`,
@@ -298,6 +316,7 @@ export function parseOptions(
       ? undefined
       : absolutePath(ramDirSetting, home),
     keep,
+    force,
     codexArgs,
   };
 }

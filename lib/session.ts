@@ -14,7 +14,7 @@
  * @module
  */
 
-import { join } from "./path.ts";
+import { basename, dirname, join } from "./path.ts";
 import { isOlder } from "./auth_json.ts";
 import { checkLink, ensureLink, inspectLink } from "./link.ts";
 import { lockFile, tryLockFile } from "./lock.ts";
@@ -32,7 +32,12 @@ import {
   readStore,
   sha256Hex,
 } from "./store.ts";
-import { fingerprintOf, PlaintextWorker, WorkerError } from "./worker.ts";
+import {
+  type AdoptResult,
+  fingerprintOf,
+  PlaintextWorker,
+  WorkerError,
+} from "./worker.ts";
 import { writeBack, type WriteBackOutcome } from "./write_back.ts";
 
 /** The non-secret record of what the RAM copy and the store last agreed on. */
@@ -112,6 +117,7 @@ export class Session {
         identities: this.config.identities,
         recipientsFile: this.config.recipientsFile,
         ramDir: this.ramDir,
+        adoptable: this.linkPath,
         env: this.config.ageEnv,
       });
     }
@@ -169,15 +175,19 @@ export class Session {
   }
 
   /**
-   * Writes back under the session lock if the RAM directory still exists. A
-   * directory removed by a cleanup is not re-created just to find it empty.
+   * Writes back under the session lock if the RAM directory still exists,
+   * after repairing a replaced link. A directory removed by a cleanup is not
+   * re-created just to find it empty.
    */
   async writeBackIfPresent(
     options: { force: boolean },
   ): Promise<WriteBackOutcome> {
     if (lstatOrNull(this.ramDir) === null) return { status: "absent" };
     try {
-      return await this.#locked(() => writeBack(this, options));
+      return await this.#locked(async () => {
+        await this.repairReplacedLink();
+        return await writeBack(this, options);
+      });
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return { status: "absent" };
       throw error;
@@ -233,17 +243,24 @@ export class Session {
     // Without a RAM copy this run will most likely decrypt: boot the worker
     // now, while the checks below run.
     if (lstatOrNull(this.ramCopy) === null) this.worker();
-    checkLink(this.linkPath, this.ramCopy, this.config.store);
+    // A plaintext file where this session's link was is repaired below; any
+    // other plaintext file or foreign link is rejected before anything runs.
+    const replaced = inspectLink(this.linkPath, this.ramCopy).kind === "file" &&
+      this.readState()?.codexHome === this.config.codexHome;
+    if (!replaced) checkLink(this.linkPath, this.ramCopy, this.config.store);
     this.checkKeyFiles();
     await this.withLock(async () => {
+      if (replaced) await this.repairReplacedLink();
       const state = this.readState();
       const ramInfo = lstatOrNull(this.ramCopy);
       if (ramInfo !== null && state !== null) {
         await this.#reuse(state, ramInfo);
-      } else if (ramInfo !== null) {
-        await this.#recover();
       } else {
-        await this.#unlock();
+        // Only a first or interrupted start pays for the directory scans;
+        // the warm path above stays a handful of system calls.
+        await this.#removeStaleTempFiles();
+        if (ramInfo !== null) await this.#recover();
+        else await this.#unlock();
       }
       ensureLink(this.linkPath, this.ramCopy, this.config.store);
       // Joined under the session lock, so no cleanup can run in between.
@@ -457,6 +474,101 @@ export class Session {
   }
 
   /**
+   * Removes temp files a killed run left behind. Runs under the session lock
+   * and codex's auth.lock, so no writer of these files is active.
+   */
+  async #removeStaleTempFiles(): Promise<void> {
+    await this.withCodexLock(() => {
+      for (const entry of Deno.readDirSync(this.ramDir)) {
+        const stale = entry.name.startsWith(".auth-") ||
+          (entry.name.startsWith("session.json.") &&
+            entry.name.endsWith(".tmp")) ||
+          entry.name.startsWith(`${VERIFIED_MARKER}.`);
+        if (stale) Deno.removeSync(join(this.ramDir, entry.name));
+      }
+      return Promise.resolve();
+    });
+    const storeDir = dirname(this.config.store);
+    const prefix = `.${basename(this.config.store)}.`;
+    try {
+      for (const entry of Deno.readDirSync(storeDir)) {
+        if (
+          entry.isFile && entry.name.startsWith(prefix) &&
+          entry.name.endsWith(".tmp")
+        ) {
+          Deno.removeSync(join(storeDir, entry.name));
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+
+  /**
+   * Repairs the link if a program replaced it with a regular file while this
+   * session existed: the file is adopted as the RAM copy when it is valid and
+   * newer, removed from disk, and the link is restored. The caller holds the
+   * session lock; the next write-back saves an adopted copy to the store.
+   */
+  async repairReplacedLink(): Promise<void> {
+    if (lstatOrNull(this.linkPath)?.isFile !== true) return;
+    if (this.readState() === null) return;
+    let adopted = false;
+    let result: AdoptResult;
+    try {
+      result = await this.withCodexLock(async () => {
+        const found = await this.worker().adopt(this.linkPath);
+        if (!found.valid) return found;
+        const current = await this.worker().snapshot(this.ramDir);
+        const newer = !current.present || !current.valid ||
+          (current.sha256 !== found.sha256 &&
+            !isOlder(found.lastRefresh, current.lastRefresh));
+        if (newer) {
+          // install writes the adopted bytes, which adopt left pending in the
+          // worker; the snapshot above used a separate buffer.
+          await this.worker().install(this.ramDir);
+          adopted = true;
+        }
+        const now = lstatOrNull(this.linkPath);
+        if (now === null || fingerprintOf(now) !== found.fingerprint) {
+          throw new WorkerError("the file changed while it was read");
+        }
+        Deno.removeSync(this.linkPath);
+        ensureLink(this.linkPath, this.ramCopy, this.config.store);
+        return found;
+      });
+    } catch (error) {
+      if (!(error instanceof WorkerError)) throw error;
+      warn(
+        `cannot repair the auth.json link: ${this.linkPath}: ${error.message}`,
+        [
+          "a plaintext auth.json is on disk there; move it away and run secure-codex again",
+        ],
+      );
+      return;
+    }
+    if (!result.valid) {
+      warn(
+        `a regular file replaced the auth.json link: ${this.linkPath} (${result.reason})`,
+        [
+          "it is not a valid auth.json, so secure-codex left it; move it away and run secure-codex again",
+        ],
+      );
+      return;
+    }
+    warn(
+      `plaintext auth.json was written to disk, replacing the link: ${this.linkPath}`,
+      [
+        adopted
+          ? "its tokens were newer and now are the RAM copy, which is saved to the store next"
+          : "its tokens were not newer than the RAM copy",
+        "secure-codex removed the file and restored the link",
+        "the plaintext may survive in disk blocks, backups or snapshots of that filesystem",
+      ],
+    );
+  }
+
+  /**
    * Writes back a final time and, unless `keep`, removes the RAM copy when
    * this is the last process using the session.
    */
@@ -466,6 +578,7 @@ export class Session {
       return;
     }
     await this.#locked(async () => {
+      await this.repairReplacedLink();
       const outcome = await writeBack(this, { force: false });
       reportWriteBack(this, outcome);
       const users = this.#users;
@@ -484,7 +597,7 @@ export class Session {
   }
 
   /** Saves a changed RAM copy, then removes the RAM directory; the link is left dangling. */
-  async cleanup(): Promise<void> {
+  async cleanup(force: boolean): Promise<void> {
     if (lstatOrNull(this.ramDir) === null) {
       notice(`nothing to clean up: ${this.ramDir} does not exist`);
       return;
@@ -503,28 +616,10 @@ export class Session {
         );
       }
       try {
+        await this.repairReplacedLink();
+        await this.#removeStaleTempFiles();
         if (lstatOrNull(this.ramCopy) !== null) {
-          if (this.readState() === null) {
-            throw new CliError(
-              `cannot tell whether the RAM copy is saved: ${this.ramCopy}`,
-              {
-                hints: [
-                  "run any secure-codex command once (for example secure-codex -- login status) so it is compared with the store",
-                  "then run --cleanup again",
-                ],
-              },
-            );
-          }
-          const outcome = await writeBack(this, { force: false });
-          reportWriteBack(this, outcome);
-          if (!isSaved(outcome)) {
-            throw new CliError(
-              `kept the RAM copy because it is not saved in the store: ${this.ramCopy}`,
-              {
-                hints: ["fix the problem above, then run --cleanup again"],
-              },
-            );
-          }
+          await this.#saveBeforeRemoval(force);
         }
         this.#removeFiles();
       } finally {
@@ -537,6 +632,39 @@ export class Session {
         `left ${this.linkPath} as a dangling link, so codex cannot write tokens to disk`,
       );
     }
+  }
+
+  /**
+   * Saves the RAM copy before a cleanup removes it. Without `force`, a copy
+   * that cannot be saved (or whose state is unknown) stops the cleanup.
+   */
+  async #saveBeforeRemoval(force: boolean): Promise<void> {
+    let problem: string;
+    if (this.readState() === null) {
+      problem = `cannot tell whether the RAM copy is saved: ${this.ramCopy}`;
+    } else {
+      let outcome: WriteBackOutcome;
+      try {
+        outcome = await writeBack(this, { force: false });
+      } catch (error) {
+        if (!(error instanceof CliError)) throw error;
+        outcome = { status: "failed", reason: error.message };
+      }
+      reportWriteBack(this, outcome);
+      if (isSaved(outcome)) return;
+      problem = `the RAM copy is not saved in the store: ${this.ramCopy}`;
+    }
+    if (!force) {
+      throw new CliError(problem, {
+        hints: [
+          "fix the problem above and run --cleanup again, so the tokens are saved first",
+          "or run secure-codex --cleanup --force to remove the RAM copy without saving it",
+        ],
+      });
+    }
+    warn(`${problem}: removing it anyway because --force was given`, [
+      "tokens that were only in RAM are lost; if the store's tokens stop working, log in again",
+    ]);
   }
 
   /**

@@ -39,7 +39,8 @@ export type WorkerRequest =
   | { id: number; op: "install"; ramDir: string }
   | { id: number; op: "snapshot"; ramDir: string }
   | { id: number; op: "encrypt"; recipients: string[]; recipientsFile?: string }
-  | { id: number; op: "recipients"; identities: string[] };
+  | { id: number; op: "recipients"; identities: string[] }
+  | { id: number; op: "adopt"; path: string };
 
 /** What a successful decryption reveals: nothing secret. */
 export interface DecryptResult {
@@ -47,6 +48,17 @@ export interface DecryptResult {
   kind: LoginKind;
   lastRefresh: string | null;
 }
+
+/** A plaintext auth.json found on disk, as the worker read it. */
+export type AdoptResult =
+  | { valid: false; reason: string; fingerprint: Fingerprint }
+  | {
+    valid: true;
+    fingerprint: Fingerprint;
+    sha256: string;
+    kind: LoginKind;
+    lastRefresh: string | null;
+  };
 
 /** The RAM copy as the worker read it. */
 export type SnapshotResult =
@@ -91,6 +103,8 @@ export interface WorkerScope {
   identities: readonly string[];
   recipientsFile?: string;
   ramDir: string;
+  /** A plaintext auth.json on disk the worker may adopt: the link's path. */
+  adoptable?: string;
   /** The environment age runs with. */
   env: Record<string, string>;
 }
@@ -140,6 +154,7 @@ export class PlaintextWorker {
   static start(scope: WorkerScope): PlaintextWorker {
     const read = [scope.store, ...scope.identities, scope.ramDir];
     if (scope.recipientsFile !== undefined) read.push(scope.recipientsFile);
+    if (scope.adoptable !== undefined) read.push(scope.adoptable);
     const worker = new Worker(new URL("./worker_entry.ts", import.meta.url), {
       type: "module",
       name: "plaintext",
@@ -224,6 +239,14 @@ export class PlaintextWorker {
       identities: [...identities],
     });
     return reply.recipients;
+  }
+
+  /**
+   * Reads a plaintext auth.json that replaced the link and keeps it in the
+   * worker, like {@linkcode decrypt}, for {@linkcode install}.
+   */
+  adopt(path: string): Promise<AdoptResult> {
+    return this.#expect({ op: "adopt", path });
   }
 
   /** Stops the worker; its memory, plaintext included, is released. */

@@ -200,6 +200,58 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
       return { id: request.id, ok: true, ciphertext: result.output };
     }
 
+    case "adopt": {
+      decrypted = forget(decrypted);
+      const info = await Deno.lstat(request.path);
+      if (!info.isFile) {
+        return {
+          id: request.id,
+          ok: false,
+          reason: `not a regular file: ${request.path}`,
+        };
+      }
+      const file = await Deno.open(request.path, { read: true });
+      let bytes: Uint8Array | null;
+      let openInfo: Deno.FileInfo;
+      try {
+        openInfo = await file.stat();
+        bytes = await readBounded(file, openInfo.size);
+      } finally {
+        file.close();
+      }
+      const fingerprint = fingerprintOf(openInfo);
+      if (bytes === null) {
+        return {
+          id: request.id,
+          ok: true,
+          valid: false,
+          reason: "larger than 1 MiB",
+          fingerprint,
+        };
+      }
+      const check = checkAuthJson(bytes);
+      if (!check.valid) {
+        bytes.fill(0);
+        return {
+          id: request.id,
+          ok: true,
+          valid: false,
+          reason: check.reason,
+          fingerprint,
+        };
+      }
+      decrypted = bytes;
+      return {
+        id: request.id,
+        ok: true,
+        valid: true,
+        fingerprint,
+        sha256: await sha256Hex(bytes),
+        kind: check.kind,
+        lastRefresh: check.lastRefresh,
+      };
+    }
+
     case "recipients": {
       const recipients: string[] = [];
       for (const identity of request.identities) {

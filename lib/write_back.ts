@@ -151,7 +151,10 @@ export class WriteBackWatcher {
   ) {
     this.#session = session;
     this.#onOutcome = onOutcome;
-    this.#watcher = Deno.watchFs(session.ramDir, { recursive: false });
+    // The codex home is watched for the link being replaced by a file.
+    this.#watcher = Deno.watchFs([session.ramDir, session.config.codexHome], {
+      recursive: false,
+    });
     this.#loop = this.#listen();
   }
 
@@ -166,9 +169,10 @@ export class WriteBackWatcher {
   async #listen(): Promise<void> {
     try {
       for await (const event of this.#watcher) {
-        if (event.paths.some((path) => path === this.#session.ramCopy)) {
-          this.trigger();
-        }
+        const relevant = event.paths.some((path) =>
+          path === this.#session.ramCopy || path === this.#session.linkPath
+        );
+        if (relevant) this.trigger();
       }
     } catch {
       // The RAM directory went away (a cleanup or the end of the login

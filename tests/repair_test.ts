@@ -1,0 +1,191 @@
+/**
+ * Repair paths: a link replaced by a plaintext file, cleanup of a copy that
+ * cannot be saved, and temp files left by a killed run.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  createFixture,
+  fakeChatGptAuth,
+  fakeCodexEnv,
+  pathExists,
+  writeFakeCodex,
+} from "./helpers.ts";
+
+/** A fake codex that replaces the auth.json link with a regular file, as a codex that stopped following links would. */
+const REPLACE_LINK = `printf '%s' "$NEW_AUTH" > "$CODEX_HOME/.auth-new"
+mv -f "$CODEX_HOME/.auth-new" "$CODEX_HOME/auth.json"
+sleep "\${SLEEP:-0}"
+`;
+
+Deno.test("replaced link is adopted and removed", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(
+      fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-old" }),
+    );
+    const fake = await writeFakeCodex(fixture, REPLACE_LINK);
+    const newAuth = fakeChatGptAuth({
+      canary: fixture.canary,
+      refreshToken: `rt-new-${fixture.canary}`,
+      lastRefresh: new Date(Date.now() + 60_000).toISOString(),
+    });
+    const result = await fixture.run(["--", "exec", "x"], {
+      env: fakeCodexEnv(fixture, fake, { NEW_AUTH: JSON.stringify(newAuth) }),
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stderr,
+      /warning: plaintext auth\.json was written to disk, replacing the link: /,
+    );
+    assert.match(
+      result.stderr,
+      /hint: secure-codex removed the file and restored the link/,
+    );
+
+    const link = join(fixture.codexHome, "auth.json");
+    assert.ok(Deno.lstatSync(link).isSymlink, "the link is restored");
+    const stored = await fixture.readStore() as {
+      tokens: { refresh_token: string };
+    };
+    assert.equal(stored.tokens.refresh_token, `rt-new-${fixture.canary}`);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("replaced link repaired at next start", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(
+      fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-old" }),
+    );
+    const unlocked = await fixture.run(["--", "login", "status"]);
+    assert.equal(unlocked.code, 0, unlocked.stderr);
+
+    // Between runs, a program writes plaintext over the link (the test writes
+    // a token without the canary, so the disk scan stays meaningful).
+    const link = join(fixture.codexHome, "auth.json");
+    Deno.removeSync(link);
+    const between = fakeChatGptAuth({
+      canary: "between",
+      refreshToken: "rt-between",
+      lastRefresh: new Date(Date.now() + 60_000).toISOString(),
+    });
+    Deno.writeTextFileSync(link, JSON.stringify(between), { mode: 0o600 });
+
+    const result = await fixture.run(["--", "login", "status"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stderr,
+      /warning: plaintext auth\.json was written to disk/,
+    );
+    assert.ok(Deno.lstatSync(link).isSymlink);
+    const stored = await fixture.readStore() as {
+      tokens: { refresh_token: string };
+    };
+    assert.equal(stored.tokens.refresh_token, "rt-between");
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("plaintext file without session is rejected", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const link = join(fixture.codexHome, "auth.json");
+    const plaintext = JSON.stringify(fakeChatGptAuth({ canary: "user-file" }));
+    Deno.writeTextFileSync(link, plaintext);
+    const result = await fixture.run(["--", "login", "status"]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /plaintext auth\.json found on disk/);
+    assert.equal(Deno.readTextFileSync(link), plaintext);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("cleanup keeps an unsaved copy without force", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    // An identity without a "# public key:" line leaves no recipients.
+    const bare = join(fixture.dir, "bare-identity.txt");
+    const secretLine = Deno.readTextFileSync(fixture.identity).split("\n")
+      .find((line) => line.startsWith("AGE-SECRET-KEY-"))!;
+    Deno.writeTextFileSync(bare, secretLine + "\n", { mode: 0o600 });
+    const env = { SECURE_CODEX_IDENTITY: bare };
+
+    const fake = await writeFakeCodex(
+      fixture,
+      `printf '%s' "$NEW_AUTH" > "$(dirname "$(readlink -f "$CODEX_HOME/auth.json")")/.auth-x"
+mv -f "$(dirname "$(readlink -f "$CODEX_HOME/auth.json")")/.auth-x" "$(readlink -f "$CODEX_HOME/auth.json")"
+`,
+    );
+    const newAuth = fakeChatGptAuth({
+      canary: fixture.canary,
+      refreshToken: "rt-unsaved",
+    });
+    const run = await fixture.run(["--", "exec", "x"], {
+      env: fakeCodexEnv(fixture, fake, {
+        ...env,
+        NEW_AUTH: JSON.stringify(newAuth),
+      }),
+    });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /refreshed tokens cannot be saved: no recipients/);
+
+    const refused = await fixture.run(["--cleanup"], { env });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /the RAM copy is not saved in the store: /);
+    assert.match(refused.stderr, /hint: or run secure-codex --cleanup --force/);
+    assert.equal(pathExists(join(fixture.ramDir(), "auth.json")), true);
+
+    const forced = await fixture.run(["--cleanup", "--force"], { env });
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stderr, /removing it anyway because --force was given/);
+    assert.equal(pathExists(join(fixture.ramDir(), "auth.json")), false);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("force without cleanup is a usage error", async () => {
+  const fixture = await createFixture();
+  try {
+    const result = await fixture.run(["--force", "--", "login", "status"]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /--force works only with --cleanup/);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("stale temp files are removed at start", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const first = await fixture.run(["--", "login", "status"]);
+    assert.equal(first.code, 0, first.stderr);
+    const ramDir = fixture.ramDir();
+    const cleaned = await fixture.run(["--cleanup"]);
+    assert.equal(cleaned.code, 0, cleaned.stderr);
+
+    // What a run killed during unlock or write-back can leave behind.
+    const leftovers = [
+      join(ramDir, ".auth-unlock-deadbeef"),
+      join(ramDir, ".auth-AbC123"),
+      join(ramDir, "session.json.0badf00d.tmp"),
+      join(fixture.codexHome, ".auth.json.age.0123456789ab.tmp"),
+    ];
+    for (const path of leftovers) Deno.writeTextFileSync(path, "stale");
+
+    const result = await fixture.run(["--", "login", "status"]);
+    assert.equal(result.code, 0, result.stderr);
+    for (const path of leftovers) assert.equal(pathExists(path), false, path);
+  } finally {
+    await fixture.dispose();
+  }
+});
