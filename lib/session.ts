@@ -57,6 +57,36 @@ export interface SessionState {
   recipients: string[];
   unlockedAt: string;
   lastWriteBackAt: string | null;
+  /** A store write that was started but maybe not finished, if any. */
+  pending?: PendingWrite | null;
+}
+
+/** What the state becomes once a store write has completed. */
+export interface PendingWrite {
+  storeSha256: string;
+  plaintextSha256: string;
+  plaintextFingerprint: string;
+  lastRefresh: string | null;
+}
+
+/**
+ * Returns the state after a completed store write.
+ *
+ * @example
+ * ```ts
+ * session.writeState(completeWrite(state, pending));
+ * ```
+ */
+export function completeWrite(
+  state: SessionState,
+  write: PendingWrite,
+): SessionState {
+  return {
+    ...state,
+    ...write,
+    pending: null,
+    lastWriteBackAt: new Date().toISOString(),
+  };
 }
 
 /** Everything a session needs to know, resolved from the options. */
@@ -154,6 +184,22 @@ export class Session {
     Deno.renameSync(temp, this.#statePath);
   }
 
+  /**
+   * Settles a store write recorded as pending by a process that died: if the
+   * store now holds that write's ciphertext the rename happened, and the state
+   * is completed; otherwise the write never took effect and is dropped.
+   */
+  async settlePendingWrite(state: SessionState): Promise<SessionState> {
+    if (!state.pending) return state;
+    const current = readStore(state.store, this.config.uid);
+    const currentSha256 = current === null ? null : await sha256Hex(current);
+    const settled = currentSha256 === state.pending.storeSha256
+      ? completeWrite(state, state.pending)
+      : { ...state, pending: null };
+    this.writeState(settled);
+    return settled;
+  }
+
   /** Runs `action` under the exclusive session lock, creating the RAM directory if needed. */
   async withLock<T>(action: () => Promise<T>): Promise<T> {
     for (;;) {
@@ -182,7 +228,8 @@ export class Session {
   async writeBackIfPresent(
     options: { force: boolean },
   ): Promise<WriteBackOutcome> {
-    if (lstatOrNull(this.ramDir) === null) return { status: "absent" };
+    // Cleanup keeps the directory, so a missing one was removed from outside.
+    if (lstatOrNull(this.ramDir) === null) return { status: "gone" };
     try {
       return await this.#locked(async () => {
         await this.repairReplacedLink();
@@ -251,7 +298,10 @@ export class Session {
     this.checkKeyFiles();
     await this.withLock(async () => {
       if (replaced) await this.repairReplacedLink();
-      const state = this.readState();
+      const recorded = this.readState();
+      const state = recorded === null
+        ? null
+        : await this.settlePendingWrite(recorded);
       const ramInfo = lstatOrNull(this.ramCopy);
       if (ramInfo !== null && state !== null) {
         await this.#reuse(state, ramInfo);
@@ -746,6 +796,13 @@ export function reportWriteBack(
       warn(
         `the RAM copy is not a valid auth.json (${outcome.reason}); not saved: ${session.ramCopy}`,
       );
+      break;
+    case "gone":
+      warn(`the RAM directory was removed while codex ran: ${session.ramDir}`, [
+        "tokens refreshed after that could not be saved, and the link now dangles",
+        "systemd removes /run/user/<uid> when your last login session ends; run `loginctl enable-linger` to keep it",
+        "run secure-codex again to unlock from the store",
+      ]);
       break;
     case "failed":
       warn(`write-back failed: ${store}: ${outcome.reason}`, [

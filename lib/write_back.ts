@@ -13,7 +13,7 @@
  */
 
 import { CliError } from "./output.ts";
-import type { Session } from "./session.ts";
+import { completeWrite, type PendingWrite, type Session } from "./session.ts";
 import { isOlder } from "./auth_json.ts";
 import { readStore, replaceStore, sha256Hex } from "./store.ts";
 import { fingerprintOf, WorkerError } from "./worker.ts";
@@ -23,6 +23,7 @@ export type WriteBackOutcome =
   | { status: "saved" }
   | { status: "unchanged" }
   | { status: "absent" }
+  | { status: "gone" }
   | { status: "no-recipients" }
   | { status: "conflict" }
   | { status: "older" }
@@ -44,8 +45,9 @@ export async function writeBack(
   session: Session,
   options: { force: boolean },
 ): Promise<WriteBackOutcome> {
-  const state = session.readState();
-  if (state === null) return { status: "absent" };
+  const recorded = session.readState();
+  if (recorded === null) return { status: "absent" };
+  const state = await session.settlePendingWrite(recorded);
   let info: Deno.FileInfo;
   try {
     info = await Deno.lstat(session.ramCopy);
@@ -106,22 +108,26 @@ export async function writeBack(
     }
     throw error;
   }
+  // Record the write before the rename: a process killed between the rename
+  // and the final state write would otherwise leave a store that every later
+  // run mistakes for a change by another program.
+  const pending: PendingWrite = {
+    storeSha256: await sha256Hex(ciphertext),
+    plaintextSha256: snapshot.sha256,
+    plaintextFingerprint: snapshot.fingerprint,
+    lastRefresh: snapshot.lastRefresh ?? state.lastRefresh,
+  };
+  session.writeState({ ...state, pending });
   try {
     await replaceStore(state.store, ciphertext);
   } catch (error) {
+    session.writeState({ ...state, pending: null });
     if (error instanceof CliError) {
       return { status: "failed", reason: error.message };
     }
     throw error;
   }
-  session.writeState({
-    ...state,
-    storeSha256: await sha256Hex(ciphertext),
-    plaintextSha256: snapshot.sha256,
-    plaintextFingerprint: snapshot.fingerprint,
-    lastRefresh: snapshot.lastRefresh ?? state.lastRefresh,
-    lastWriteBackAt: new Date().toISOString(),
-  });
+  session.writeState(completeWrite(state, pending));
   return { status: "saved" };
 }
 
@@ -175,8 +181,8 @@ export class WriteBackWatcher {
         if (relevant) this.trigger();
       }
     } catch {
-      // The RAM directory went away (a cleanup or the end of the login
-      // session); the final write-back after codex exits reports it.
+      // The RAM directory went away (the end of the login session removes
+      // /run/user/<uid>); the final write-back after codex exits reports it.
     }
   }
 
