@@ -590,3 +590,77 @@ export async function flockState(
   }
   return state;
 }
+
+/**
+ * Starts secure-codex like {@linkcode spawnSecureCodex}, but through `setsid`,
+ * so it leads a new session and process group. `setsid` execs without forking
+ * because a freshly spawned child is no group leader, and the launcher execs
+ * deno: the returned pid is the Deno process and also the process group id.
+ * `Deno.kill(-child.pid, signal)` then reaches the wrapper, codex and any
+ * `age` it runs, and nothing of the test runner.
+ *
+ * @example
+ * ```ts
+ * const child = spawnSecureCodexInGroup(fixture, ["--", "exec", "hi"]);
+ * Deno.kill(-child.pid, "SIGTERM");
+ * await child.output();
+ * ```
+ */
+export function spawnSecureCodexInGroup(
+  fixture: Fixture,
+  args: string[],
+  env: Record<string, string> = {},
+): Deno.ChildProcess {
+  return new Deno.Command("setsid", {
+    args: [SECURE_CODEX, ...args],
+    env: { ...fixture.env, ...env },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/**
+ * Lists the pids of the live processes in process group `pgid`, zombies
+ * excluded. Reads the process table through `ps`, because Deno allows /proc
+ * paths only with --allow-all.
+ */
+export async function processGroupMembers(pgid: number): Promise<number[]> {
+  const result = await runCommand("ps", ["-e", "-o", "pid=,pgid=,stat="]);
+  const members: number[] = [];
+  for (const line of result.stdout.split("\n")) {
+    const [pid, group, stat] = line.trim().split(/\s+/);
+    if (Number(group) === pgid && !stat?.startsWith("Z")) {
+      members.push(Number(pid));
+    }
+  }
+  return members;
+}
+
+/**
+ * Returns whether process `pid` exists and is not a zombie. A zombie counts
+ * as dead: it runs no code, and `kill -0` would still report it.
+ */
+export async function isProcessAlive(pid: number): Promise<boolean> {
+  const result = await runCommand("ps", ["-o", "stat=", "-p", String(pid)]);
+  const stat = result.stdout.trim();
+  return stat !== "" && !stat.startsWith("Z");
+}
+
+/**
+ * Sends SIGKILL to every process in group `pgid` and waits until none is
+ * left alive. A group that is already empty is fine.
+ */
+export async function killProcessGroup(pgid: number): Promise<void> {
+  try {
+    Deno.kill(-pgid, "SIGKILL");
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  await waitFor(
+    async () => (await processGroupMembers(pgid)).length === 0,
+    `process group ${pgid} to die`,
+    { timeoutMs: 10_000, intervalMs: 10 },
+  );
+}
