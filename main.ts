@@ -104,6 +104,12 @@ async function run(options: Options): Promise<number> {
       session,
       (outcome) => reportWriteBack(session, outcome),
     );
+    // From here on a signal must not cut a write-back short: the listeners
+    // outlive runCodex's forwarding, so the wrapper exits only after leave().
+    const ignore = () => {};
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const) {
+      Deno.addSignalListener(signal, ignore);
+    }
     let code: number;
     try {
       code = await runCodex(options.codexArgs, {
@@ -112,11 +118,6 @@ async function run(options: Options): Promise<number> {
       });
     } finally {
       await watcher.stop();
-    }
-    // Signals that arrive now would cut the final write-back short.
-    const ignore = () => {};
-    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-      Deno.addSignalListener(signal, ignore);
     }
     await session.leave(options.keep);
     return code;

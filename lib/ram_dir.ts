@@ -111,7 +111,9 @@ export function lstatOrNull(path: string): Deno.FileInfo | null {
   try {
     return Deno.lstatSync(path);
   } catch (error) {
+    // ENOTDIR: a parent is a file, so the path does not exist either.
     if (error instanceof Deno.errors.NotFound) return null;
+    if (error instanceof Deno.errors.NotADirectory) return null;
     throw error;
   }
 }
@@ -193,11 +195,23 @@ function markVerified(path: string, info: Deno.FileInfo): void {
     path,
     `${VERIFIED_MARKER}.${crypto.randomUUID().slice(0, 8)}`,
   );
-  Deno.writeTextFileSync(temp, identityOf(info), {
-    createNew: true,
-    mode: 0o600,
-  });
-  Deno.renameSync(temp, join(path, VERIFIED_MARKER));
+  try {
+    Deno.writeTextFileSync(temp, identityOf(info), {
+      createNew: true,
+      mode: 0o600,
+    });
+    Deno.renameSync(temp, join(path, VERIFIED_MARKER));
+  } catch (error) {
+    try {
+      Deno.removeSync(temp);
+    } catch {
+      // The temp file was never created.
+    }
+    throw new CliError(
+      `cannot write to the RAM directory: ${path}: ${(error as Error).message}`,
+      { hints: ["free space on its filesystem (df shows it), then run again"] },
+    );
+  }
 }
 
 /** Checks a directory that must belong to the user alone. */

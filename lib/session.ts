@@ -177,11 +177,29 @@ export class Session {
   /** Replaces `session.json` by temp file and rename. */
   writeState(state: SessionState): void {
     const temp = `${this.#statePath}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-    Deno.writeTextFileSync(temp, JSON.stringify(state, null, 2) + "\n", {
-      createNew: true,
-      mode: 0o600,
-    });
-    Deno.renameSync(temp, this.#statePath);
+    try {
+      Deno.writeTextFileSync(temp, JSON.stringify(state, null, 2) + "\n", {
+        createNew: true,
+        mode: 0o600,
+      });
+      Deno.renameSync(temp, this.#statePath);
+    } catch (error) {
+      try {
+        Deno.removeSync(temp);
+      } catch {
+        // The temp file was never created.
+      }
+      throw new CliError(
+        `cannot write the session state: ${this.#statePath}: ${
+          (error as Error).message
+        }`,
+        {
+          hints: [
+            "free space in the RAM directory's filesystem, then run again",
+          ],
+        },
+      );
+    }
   }
 
   /**
