@@ -6,6 +6,8 @@
  * @module
  */
 
+import { PREFIX } from "./output.ts";
+
 /** The largest output accepted from age, for stores and their plaintext alike. */
 export const MAX_AGE_OUTPUT_BYTES = 1024 * 1024;
 
@@ -40,11 +42,41 @@ async function readLimited(
   return tooLarge ? null : output;
 }
 
+/**
+ * Copies age's stderr to ours line by line, as each line arrives, behind the
+ * program's prefix, so plugin messages (such as "touch your key") show at
+ * once and every line on stderr still starts with `secure-codex: `. age asks
+ * for passphrases on /dev/tty, not here. Returns an empty string, because the
+ * lines were already shown.
+ */
+async function relayLines(stream: ReadableStream<Uint8Array>): Promise<string> {
+  const encoder = new TextEncoder();
+  let pending = "";
+  const write = (line: string) => {
+    const bytes = encoder.encode(PREFIX + line + "\n");
+    let written = 0;
+    while (written < bytes.length) {
+      written += Deno.stderr.writeSync(bytes.subarray(written));
+    }
+  };
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    pending += text;
+    let newline = pending.indexOf("\n");
+    while (newline >= 0) {
+      write(pending.slice(0, newline));
+      pending = pending.slice(newline + 1);
+      newline = pending.indexOf("\n");
+    }
+  }
+  if (pending !== "") write(pending);
+  return "";
+}
+
 async function runAge(
   args: string[],
   input: Uint8Array,
   env: Record<string, string>,
-  stderr: "inherit" | "piped",
+  stderr: "relay" | "capture",
 ): Promise<AgeResult> {
   let child: Deno.ChildProcess;
   try {
@@ -52,7 +84,7 @@ async function runAge(
       args,
       stdin: "piped",
       stdout: "piped",
-      stderr,
+      stderr: "piped",
       clearEnv: true,
       env,
     }).spawn();
@@ -69,9 +101,9 @@ async function runAge(
   });
   const [output, errorText] = await Promise.all([
     readLimited(child.stdout, MAX_AGE_OUTPUT_BYTES),
-    stderr === "piped"
+    stderr === "capture"
       ? new Response(child.stderr).text()
-      : Promise.resolve(""),
+      : relayLines(child.stderr),
     writing,
   ]);
   const status = await child.status;
@@ -101,7 +133,8 @@ async function runAge(
 /**
  * Decrypts ciphertext with `age -d`, one `-i` per identity file. With no
  * identities age asks for a passphrase on the terminal. age's own messages,
- * plugin prompts included, go straight to the user's stderr.
+ * plugin messages included, reach the user's stderr as they arrive, behind
+ * the program's prefix.
  *
  * @example
  * ```ts
@@ -116,7 +149,7 @@ export function ageDecrypt(
 ): Promise<AgeResult> {
   const args = ["--decrypt"];
   for (const identity of identities) args.push("--identity", identity);
-  return runAge(args, ciphertext, env, "inherit");
+  return runAge(args, ciphertext, env, "relay");
 }
 
 /**
@@ -139,7 +172,7 @@ export function ageEncrypt(
   if (recipientsFile !== undefined) {
     args.push("--recipients-file", recipientsFile);
   }
-  return runAge(args, plaintext, env, "piped");
+  return runAge(args, plaintext, env, "capture");
 }
 
 /**

@@ -38,9 +38,19 @@ function describe(value: unknown): string {
 export function checkAuthJson(bytes: Uint8Array): AuthCheck {
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    // ignoreBOM keeps a BOM in the text, so JSON.parse rejects it as codex
+    // 0.171 does; a stripped BOM would unlock a file codex cannot read.
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(
+      bytes,
+    );
   } catch {
     return { valid: false, reason: "not UTF-8 text" };
+  }
+  if (text.startsWith("\ufeff")) {
+    return {
+      valid: false,
+      reason: "starts with a byte order mark, which codex cannot read",
+    };
   }
   let value: unknown;
   try {

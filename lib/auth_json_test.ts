@@ -67,3 +67,11 @@ Deno.test("isOlder compares times and ignores missing ones", () => {
   assert.equal(isOlder(null, "2026-01-01T00:00:00Z"), false);
   assert.equal(isOlder("garbage", "2026-01-01T00:00:00Z"), false);
 });
+
+Deno.test("checkAuthJson rejects a byte order mark", () => {
+  const bytes = new TextEncoder().encode('\ufeff{"OPENAI_API_KEY":"sk-1"}');
+  assert.deepEqual(checkAuthJson(bytes), {
+    valid: false,
+    reason: "starts with a byte order mark, which codex cannot read",
+  });
+});
