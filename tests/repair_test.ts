@@ -189,3 +189,35 @@ Deno.test("stale temp files are removed at start", async () => {
     await fixture.dispose();
   }
 });
+
+Deno.test("cleanup works without store identity or codex", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const run = await fixture.run(["--", "login", "status"]);
+    assert.equal(run.code, 0, run.stderr);
+    const ramCopy = join(fixture.ramDir(), "auth.json");
+    assert.equal(pathExists(ramCopy), true);
+
+    // The RAM copy is unchanged, so nothing needs the store, the identity or codex.
+    Deno.removeSync(fixture.store);
+    Deno.removeSync(fixture.identity);
+    const toolsWithoutCodex = await Deno.makeTempDir({ dir: fixture.dir });
+    for (const tool of ["age", "deno", "sh", "readlink", "dirname"]) {
+      const found = await new Deno.Command("sh", {
+        args: ["-c", `command -v ${tool}`],
+        stdout: "piped",
+      }).output();
+      const path = new TextDecoder().decode(found.stdout).trim();
+      Deno.symlinkSync(path, join(toolsWithoutCodex, tool));
+    }
+    const result = await fixture.run(["--cleanup"], {
+      env: { PATH: toolsWithoutCodex },
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /removed the RAM copy: /);
+    assert.equal(pathExists(ramCopy), false);
+  } finally {
+    await fixture.dispose();
+  }
+});
