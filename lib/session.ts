@@ -548,10 +548,11 @@ export class Session {
   async #removeStaleTempFiles(): Promise<void> {
     await this.withCodexLock(() => {
       for (const entry of Deno.readDirSync(this.ramDir)) {
+        // Filesystem-record temp files are left alone: ensureRamDir writes
+        // them outside the session lock, so one may belong to a live run.
         const stale = entry.name.startsWith(".auth-") ||
           (entry.name.startsWith("session.json.") &&
-            entry.name.endsWith(".tmp")) ||
-          entry.name.startsWith(`${VERIFIED_MARKER}.`);
+            entry.name.endsWith(".tmp"));
         if (stale) Deno.removeSync(join(this.ramDir, entry.name));
       }
       return Promise.resolve();
