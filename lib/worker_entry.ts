@@ -12,9 +12,10 @@
 /// <reference lib="deno.worker" />
 
 import { ageDecrypt, ageEncrypt, recipientsFromIdentity } from "./age.ts";
-import { checkAuthJson } from "./auth_json.ts";
+import { type AuthCheck, checkAuthJson } from "./auth_json.ts";
 import { sha256Hex } from "./store.ts";
 import {
+  type Fingerprint,
   fingerprintOf,
   type WorkerReply,
   type WorkerRequest,
@@ -50,6 +51,47 @@ async function readBounded(
     return null;
   }
   return buffer.subarray(0, total);
+}
+
+/** An auth.json file as read from disk, with the fingerprint of that version. */
+type AuthFile =
+  | { status: "missing" }
+  | { status: "not-file" }
+  | { status: "too-large"; fingerprint: Fingerprint }
+  | {
+    status: "read";
+    bytes: Uint8Array;
+    check: AuthCheck;
+    fingerprint: Fingerprint;
+  };
+
+/**
+ * Reads and checks an auth.json without following a symlink at its path. The
+ * bytes are kept only when they are a valid auth.json; otherwise they are zeroed.
+ */
+async function readAuthFile(path: string): Promise<AuthFile> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return { status: "missing" };
+    throw error;
+  }
+  if (!info.isFile) return { status: "not-file" };
+  const file = await Deno.open(path, { read: true });
+  let bytes: Uint8Array | null;
+  let openInfo: Deno.FileInfo;
+  try {
+    openInfo = await file.stat();
+    bytes = await readBounded(file, openInfo.size);
+  } finally {
+    file.close();
+  }
+  const fingerprint = fingerprintOf(openInfo);
+  if (bytes === null) return { status: "too-large", fingerprint };
+  const check = checkAuthJson(bytes);
+  if (!check.valid) bytes.fill(0);
+  return { status: "read", bytes, check, fingerprint };
 }
 
 async function handle(request: WorkerRequest): Promise<WorkerReply> {
@@ -125,42 +167,26 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
     case "snapshot": {
       snapshot = forget(snapshot);
       const path = `${request.ramDir}/auth.json`;
-      let info: Deno.FileInfo;
-      try {
-        info = await Deno.lstat(path);
-      } catch (error) {
-        if (error instanceof Deno.errors.NotFound) {
-          return { id: request.id, ok: true, present: false };
-        }
-        throw error;
+      const found = await readAuthFile(path);
+      if (found.status === "missing") {
+        return { id: request.id, ok: true, present: false };
       }
-      if (!info.isFile) {
+      if (found.status === "not-file") {
         return {
           id: request.id,
           ok: false,
           reason: `RAM copy is not a regular file: ${path}`,
         };
       }
-      const file = await Deno.open(path, { read: true });
-      let bytes: Uint8Array | null;
-      let openInfo: Deno.FileInfo;
-      try {
-        openInfo = await file.stat();
-        bytes = await readBounded(file, openInfo.size);
-      } finally {
-        file.close();
-      }
-      if (bytes === null) {
+      if (found.status === "too-large") {
         return {
           id: request.id,
           ok: false,
           reason: `RAM copy is larger than ${MAX_FILE_BYTES} bytes`,
         };
       }
-      const check = checkAuthJson(bytes);
-      const fingerprint = fingerprintOf(openInfo);
+      const { bytes, check, fingerprint } = found;
       if (!check.valid) {
-        bytes.fill(0);
         return {
           id: request.id,
           ok: true,
@@ -202,36 +228,25 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
 
     case "adopt": {
       decrypted = forget(decrypted);
-      const info = await Deno.lstat(request.path);
-      if (!info.isFile) {
+      const found = await readAuthFile(request.path);
+      if (found.status === "missing" || found.status === "not-file") {
         return {
           id: request.id,
           ok: false,
           reason: `not a regular file: ${request.path}`,
         };
       }
-      const file = await Deno.open(request.path, { read: true });
-      let bytes: Uint8Array | null;
-      let openInfo: Deno.FileInfo;
-      try {
-        openInfo = await file.stat();
-        bytes = await readBounded(file, openInfo.size);
-      } finally {
-        file.close();
-      }
-      const fingerprint = fingerprintOf(openInfo);
-      if (bytes === null) {
+      if (found.status === "too-large") {
         return {
           id: request.id,
           ok: true,
           valid: false,
-          reason: "larger than 1 MiB",
-          fingerprint,
+          reason: `larger than ${MAX_FILE_BYTES} bytes`,
+          fingerprint: found.fingerprint,
         };
       }
-      const check = checkAuthJson(bytes);
+      const { bytes, check, fingerprint } = found;
       if (!check.valid) {
-        bytes.fill(0);
         return {
           id: request.id,
           ok: true,
