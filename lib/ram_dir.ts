@@ -19,12 +19,12 @@ export const TMPFS_MAGIC = 0x01021994;
 /** `f_type` of ramfs in statfs(2). */
 export const RAMFS_MAGIC = 0x858458f6;
 
-/** Where the RAM directory comes from, for messages. */
+/** The setting a RAM directory came from, named in messages. */
 export type RamDirSource = "--ram-dir" | "XDG_RUNTIME_DIR" | "/run/user/<uid>";
 
 /** A chosen RAM directory path and where it came from. */
 export interface RamDirChoice {
-  /** The session directory that holds `auth.json` (absolute). */
+  /** The session directory that contains `auth.json` (absolute). */
   path: string;
   /** The setting that produced the path. */
   source: RamDirSource;

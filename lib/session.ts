@@ -5,7 +5,7 @@
  * Files in the RAM directory:
  * - `auth.json`: the plaintext copy, mode 0600, the target of the link.
  * - `session.json`: what was last synchronised with the store (hashes,
- *   fingerprint, times, public recipients). It holds no secret.
+ *   fingerprint, times, public recipients). It contains no secret.
  * - `session.lock`: taken exclusively to unlock, write back or clean up, so
  *   concurrent processes decrypt once and never write the store at once.
  * - `users.lock`: held shared by every process running codex, so the last one
@@ -61,7 +61,7 @@ export interface SessionState {
   pending?: PendingWrite | null;
 }
 
-/** What the state becomes once a store write has completed. */
+/** The state fields a store write sets once its rename has happened. */
 export interface PendingWrite {
   storeSha256: string;
   plaintextSha256: string;
@@ -139,7 +139,7 @@ export class Session {
     return join(this.ramDir, "session.json");
   }
 
-  /** The worker, started on first use with permissions narrowed to this session's files. */
+  /** Returns the worker, starting it on first use with permissions narrowed to this session's files. */
   worker(): PlaintextWorker {
     if (this.#worker === null) {
       this.#worker = PlaintextWorker.start({
@@ -204,7 +204,7 @@ export class Session {
 
   /**
    * Settles a store write recorded as pending by a process that died: if the
-   * store now holds that write's ciphertext the rename happened, and the state
+   * store now contains that write's ciphertext the rename happened, and the state
    * is completed; otherwise the write never took effect and is dropped.
    */
   async settlePendingWrite(state: SessionState): Promise<SessionState> {
@@ -394,7 +394,7 @@ export class Session {
       if (!snapshot.present || !snapshot.valid) {
         throw storeNotFound(this.config.store);
       }
-      // Only the RAM copy holds this login: record it so write-back creates the store.
+      // Only the RAM copy contains this login: record it so write-back creates the store.
       this.writeState(await this.#newState(null, "", "", snapshot.lastRefresh));
       reportWriteBack(this, await writeBack(this, { force: true }));
       return;

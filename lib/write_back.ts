@@ -6,8 +6,8 @@
  *   from what the store holds, never by tokens older than the store's.
  * - A store changed by someone else since this session last saw it is never
  *   written over.
- * - Only the worker reads the plaintext. This module sees fingerprints, hashes
- *   and ciphertext.
+ * - Only the worker reads the plaintext. This module handles fingerprints,
+ *   hashes and ciphertext.
  *
  * @module
  */
@@ -18,7 +18,7 @@ import { isOlder } from "./auth_json.ts";
 import { readStore, replaceStore, sha256Hex } from "./store.ts";
 import { fingerprintOf, WorkerError } from "./worker.ts";
 
-/** What one write-back attempt did. */
+/** The result of one write-back attempt. */
 export type WriteBackOutcome =
   | { status: "saved" }
   | { status: "unchanged" }
