@@ -76,8 +76,12 @@ export function chooseRamDir(
   },
 ): RamDirChoice {
   if (settings.ramDir !== undefined) {
+    // Checked here, before anything stats a path below it: Deno rejects such
+    // a stat with NotCapable, which would hide the real reason.
+    checkNotSpecialFilesystem(settings.ramDir);
     return { path: settings.ramDir, source: "--ram-dir" };
   }
+  if (settings.xdgRuntimeDir) checkNotSpecialFilesystem(settings.xdgRuntimeDir);
   if (settings.xdgRuntimeDir) {
     return {
       path: join(settings.xdgRuntimeDir, "secure-codex", settings.id),

@@ -331,6 +331,7 @@ export class Session {
         else await this.#unlock();
       }
       ensureLink(this.linkPath, this.ramCopy, this.config.store);
+      await this.#refreshRecipients();
       // Joined under the session lock, so no cleanup can run in between.
       this.#users = await lockFile(join(this.ramDir, "users.lock"), false);
     });
@@ -530,6 +531,19 @@ export class Session {
     };
   }
 
+  /**
+   * Fills in recipients a session was unlocked without, from the identity
+   * files of this run, so a later run with a `# public key:` line can save
+   * what the first one could not. Costs a worker only in that case.
+   */
+  async #refreshRecipients(): Promise<void> {
+    const state = this.readState();
+    if (state === null || state.recipients.length > 0) return;
+    if (this.config.identities.length === 0) return;
+    const recipients = await this.#findRecipients();
+    if (recipients.length > 0) this.writeState({ ...state, recipients });
+  }
+
   async #findRecipients(): Promise<string[]> {
     if (this.config.identities.length === 0) return [];
     try {
@@ -688,6 +702,7 @@ export class Session {
         await this.repairReplacedLink();
         await this.#removeStaleTempFiles();
         if (lstatOrNull(this.ramCopy) !== null) {
+          await this.#refreshRecipients();
           await this.#saveBeforeRemoval(force);
         }
         this.#removeFiles();

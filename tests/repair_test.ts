@@ -221,3 +221,34 @@ Deno.test("cleanup works without store identity or codex", async () => {
     await fixture.dispose();
   }
 });
+
+Deno.test("recipients found by a later run", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const bare = join(fixture.dir, "bare-identity.txt");
+    const secretLine = Deno.readTextFileSync(fixture.identity).split("\n")
+      .find((line) => line.startsWith("AGE-SECRET-KEY-"))!;
+    Deno.writeTextFileSync(bare, secretLine + "\n", { mode: 0o600 });
+
+    const first = await fixture.run(["--", "login", "status"], {
+      env: { SECURE_CODEX_IDENTITY: bare },
+    });
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(
+      first.stderr,
+      /refreshed tokens cannot be saved: no recipients/,
+    );
+
+    // The full identity file has the "# public key:" line the first run lacked.
+    const second = await fixture.run(["--", "login", "--with-api-key"], {
+      stdin: `sk-later-${fixture.canary}\n`,
+    });
+    assert.equal(second.code, 0, second.stderr);
+    assert.doesNotMatch(second.stderr, /no recipients/);
+    const stored = await fixture.readStore() as { OPENAI_API_KEY: string };
+    assert.equal(stored.OPENAI_API_KEY, `sk-later-${fixture.canary}`);
+  } finally {
+    await fixture.dispose();
+  }
+});
