@@ -735,6 +735,9 @@ export class Session {
         outcome = { status: "failed", reason: error.message };
       }
       reportWriteBack(this, outcome);
+      if (outcome.status === "saved") {
+        notice(`saved the changed RAM copy to the store: ${this.config.store}`);
+      }
       if (isSaved(outcome)) return;
       problem = `the RAM copy is not saved in the store: ${this.ramCopy}`;
     }

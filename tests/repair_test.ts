@@ -252,3 +252,37 @@ Deno.test("recipients found by a later run", async () => {
     await fixture.dispose();
   }
 });
+
+Deno.test("cleanup saves a changed copy first", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(
+      fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-old" }),
+    );
+    const run = await fixture.run(["--", "login", "status"]);
+    assert.equal(run.code, 0, run.stderr);
+
+    // A refresh by a codex that ran without the wrapper (the RAM copy is on
+    // the tmpfs, so this plaintext never reaches a disk).
+    const ramCopy = join(fixture.ramDir(), "auth.json");
+    const refreshed = fakeChatGptAuth({
+      canary: fixture.canary,
+      refreshToken: "rt-outside",
+    });
+    Deno.writeTextFileSync(`${ramCopy}.new`, JSON.stringify(refreshed), {
+      mode: 0o600,
+    });
+    Deno.renameSync(`${ramCopy}.new`, ramCopy);
+
+    const cleanup = await fixture.run(["--cleanup"]);
+    assert.equal(cleanup.code, 0, cleanup.stderr);
+    assert.match(cleanup.stderr, /saved the changed RAM copy to the store: /);
+    const stored = await fixture.readStore() as {
+      tokens: { refresh_token: string };
+    };
+    assert.equal(stored.tokens.refresh_token, "rt-outside");
+    assert.equal(pathExists(ramCopy), false);
+  } finally {
+    await fixture.dispose();
+  }
+});
