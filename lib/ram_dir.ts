@@ -122,7 +122,7 @@ export function lstatOrNull(path: string): Deno.FileInfo | null {
   }
 }
 
-function refuse(
+function reject(
   message: string,
   path: string,
   extraHints: string[] = [],
@@ -140,7 +140,7 @@ function modeString(mode: number): string {
 function checkNotSpecialFilesystem(path: string): void {
   for (const prefix of ["/dev", "/proc", "/sys"]) {
     if (path === prefix || path.startsWith(prefix + "/")) {
-      refuse(
+      reject(
         `RAM directory under ${prefix} is not supported`,
         path,
         [
@@ -163,7 +163,7 @@ export async function checkRamFilesystem(
   const { statfsSync } = await import("node:fs");
   const type = statfsSync(path).type;
   if (type !== TMPFS_MAGIC && type !== RAMFS_MAGIC) {
-    refuse(
+    reject(
       `RAM directory is not on tmpfs or ramfs (filesystem type 0x${
         type.toString(16)
       })`,
@@ -222,10 +222,10 @@ function checkPrivateDirectory(
   info: Deno.FileInfo,
   uid: number,
 ): void {
-  if (info.isSymlink) refuse("RAM directory is a symlink", path);
-  if (!info.isDirectory) refuse("RAM directory is not a directory", path);
+  if (info.isSymlink) reject("RAM directory is a symlink", path);
+  if (!info.isDirectory) reject("RAM directory is not a directory", path);
   if (info.uid !== uid) {
-    refuse(
+    reject(
       `RAM directory is owned by uid ${info.uid}, not by you (uid ${uid})`,
       path,
       ["another user may have created it to read your tokens; do not use it"],
@@ -233,7 +233,7 @@ function checkPrivateDirectory(
   }
   const mode = (info.mode ?? 0) & 0o7777;
   if (mode !== 0o700) {
-    refuse(
+    reject(
       `RAM directory has mode ${modeString(mode)}, expected 0700`,
       path,
       [`if you created it yourself: chmod 700 ${path}`],
@@ -244,16 +244,16 @@ function checkPrivateDirectory(
 /** Checks the parent of the RAM directory: nobody else may rename entries in it. */
 function checkParent(path: string, uid: number): void {
   const info = lstatOrNull(path);
-  if (info === null) refuse("parent of the RAM directory does not exist", path);
-  if (info.isSymlink) refuse("parent of the RAM directory is a symlink", path);
+  if (info === null) reject("parent of the RAM directory does not exist", path);
+  if (info.isSymlink) reject("parent of the RAM directory is a symlink", path);
   if (!info.isDirectory) {
-    refuse("parent of the RAM directory is not a directory", path);
+    reject("parent of the RAM directory is not a directory", path);
   }
   const mode = (info.mode ?? 0) & 0o7777;
   const trustedOwner = info.uid === uid || info.uid === 0;
   const noForeignRenames = (mode & 0o022) === 0 || (mode & 0o1000) !== 0;
   if (!trustedOwner || !noForeignRenames) {
-    refuse(
+    reject(
       `parent of the RAM directory is not safe (owner uid ${info.uid}, mode ${
         modeString(mode)
       })`,
@@ -294,7 +294,7 @@ export async function ensureRamDir(
   const { path } = choice;
   checkNotSpecialFilesystem(path);
   if (!path.startsWith("/") || path === "/") {
-    refuse("invalid RAM directory", path);
+    reject("invalid RAM directory", path);
   }
   const parent = dirname(path);
 
@@ -332,10 +332,10 @@ export async function ensureRamDir(
     makePrivateDirectory(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      refuse("parent of the RAM directory does not exist", parent);
+      reject("parent of the RAM directory does not exist", parent);
     }
     if (error instanceof Deno.errors.PermissionDenied) {
-      refuse("cannot create the RAM directory (permission denied)", path);
+      reject("cannot create the RAM directory (permission denied)", path);
     }
     throw error;
   }

@@ -17,7 +17,7 @@ export const MAX_STORE_BYTES = 1024 * 1024;
 /** The largest identity or recipients file accepted. */
 export const MAX_KEY_FILE_BYTES = 1024 * 1024;
 
-/** What kind of file a path must be, for messages. */
+/** The role of a checked file, named in messages. */
 export type FileRole = "store" | "identity file" | "recipients file";
 
 const ROLE_HINTS: Readonly<Record<FileRole, string>> = {
@@ -32,7 +32,9 @@ const ROLE_HINTS: Readonly<Record<FileRole, string>> = {
 /**
  * Checks that a path is a regular file owned by the user (or root) and no
  * larger than `maxBytes`, following symlinks. FIFOs and devices are rejected
- * before any open, so a read never blocks.
+ * before any open, so a read does not block on them. NOTE: a file swapped for
+ * a FIFO between this check and the open could still block the read; these
+ * paths are the user's own, so only the user can swap them.
  *
  * @example
  * ```ts
@@ -116,7 +118,7 @@ export function readStore(path: string, uid: number): Uint8Array | null {
   return bytes;
 }
 
-/** What the age header reveals about how a store was encrypted. */
+/** The facts an age header gives about how a store was encrypted. */
 export interface StoreHeader {
   /** The store is passphrase-encrypted (a scrypt stanza). */
   passphrase: boolean;

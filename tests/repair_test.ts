@@ -9,6 +9,7 @@ import {
   createFixture,
   fakeChatGptAuth,
   fakeCodexEnv,
+  type Fixture,
   pathExists,
   writeFakeCodex,
 } from "./helpers.ts";
@@ -18,6 +19,18 @@ const REPLACE_LINK = `printf '%s' "$NEW_AUTH" > "$CODEX_HOME/.auth-new"
 mv -f "$CODEX_HOME/.auth-new" "$CODEX_HOME/auth.json"
 sleep "\${SLEEP:-0}"
 `;
+
+/**
+ * Writes the fixture's identity without its "# public key:" line, so a run
+ * with it finds no recipients for write-back. Returns the path.
+ */
+function writeBareIdentity(fixture: Fixture): string {
+  const bare = join(fixture.dir, "bare-identity.txt");
+  const secretLine = Deno.readTextFileSync(fixture.identity).split("\n")
+    .find((line) => line.startsWith("AGE-SECRET-KEY-"))!;
+  Deno.writeTextFileSync(bare, secretLine + "\n", { mode: 0o600 });
+  return bare;
+}
 
 Deno.test("replaced link is adopted and removed", async () => {
   const fixture = await createFixture();
@@ -112,10 +125,7 @@ Deno.test("cleanup keeps an unsaved copy without force", async () => {
   try {
     await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
     // An identity without a "# public key:" line leaves no recipients.
-    const bare = join(fixture.dir, "bare-identity.txt");
-    const secretLine = Deno.readTextFileSync(fixture.identity).split("\n")
-      .find((line) => line.startsWith("AGE-SECRET-KEY-"))!;
-    Deno.writeTextFileSync(bare, secretLine + "\n", { mode: 0o600 });
+    const bare = writeBareIdentity(fixture);
     const env = { SECURE_CODEX_IDENTITY: bare };
 
     const fake = await writeFakeCodex(
@@ -226,10 +236,7 @@ Deno.test("recipients found by a later run", async () => {
   const fixture = await createFixture();
   try {
     await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
-    const bare = join(fixture.dir, "bare-identity.txt");
-    const secretLine = Deno.readTextFileSync(fixture.identity).split("\n")
-      .find((line) => line.startsWith("AGE-SECRET-KEY-"))!;
-    Deno.writeTextFileSync(bare, secretLine + "\n", { mode: 0o600 });
+    const bare = writeBareIdentity(fixture);
 
     const first = await fixture.run(["--", "login", "status"], {
       env: { SECURE_CODEX_IDENTITY: bare },
