@@ -1054,7 +1054,7 @@ function startupSection(result: StartupResult): string {
     } ms over the floor. For comparison, importing \`node:fs\` and \`node:path\` costs ${
       signedMs(nodeExtra)
     } ms; the warm path imports neither (\`lib/path.ts\` replaces \`node:path\`, and \`node:fs\` is loaded only to check a new RAM directory with statfs).`,
-    "- The rest of warm is the session's own work, about 8 ms measured with timestamps on this machine class (session and users locks, reading session.json and hashing the store, the inotify watch, the final write-back check), plus loading about 15 modules from source instead of one.",
+    "- The rest of warm is the session's own work, about 8 ms measured with timestamps on this machine class. It takes the session and users locks, reads session.json, hashes the store, starts the inotify watch and checks for a final write-back. Loading about 15 modules from source instead of one adds to that.",
     `- The \`/bin/sh\` launcher accounts for ${
       signedMs(launcher)
     } ms (warm minus warm without the launcher).`,
