@@ -45,8 +45,8 @@ async function readLimited(
 /**
  * Copies age's stderr to ours line by line, as each line arrives, behind the
  * program's prefix, so plugin messages (such as "touch your key") show at
- * once and every line on stderr still starts with `secure-codex: `. age asks
- * for passphrases on /dev/tty, not here. Returns an empty string, because the
+ * once and every line on stderr still starts with `secure-codex: `. age reads
+ * passphrases from /dev/tty, not from this stream. Returns an empty string, because the
  * lines were already shown.
  */
 async function relayLines(stream: ReadableStream<Uint8Array>): Promise<string> {

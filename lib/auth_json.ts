@@ -6,7 +6,7 @@
  * @module
  */
 
-/** How codex logs in with an auth.json. */
+/** The login form of an auth.json: an API key or ChatGPT tokens. */
 export type LoginKind = "api-key" | "chatgpt";
 
 /** The outcome of {@linkcode checkAuthJson}. */

@@ -10,7 +10,7 @@
 import { dirname, resolve } from "./path.ts";
 import { CliError } from "./output.ts";
 
-/** What is at the link's path. */
+/** The kind of entry found at the link's path. */
 export type LinkState =
   | { kind: "missing" }
   | { kind: "ours" }

@@ -5,9 +5,9 @@ Deno.test("tryLockFile sees an exclusive lock held elsewhere", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/session.lock`;
-    const held = await lockFile(path, true);
+    const exclusive = await lockFile(path, true);
     assert.equal(await tryLockFile(path, false), null);
-    held.close();
+    exclusive.close();
     const free = await tryLockFile(path, true);
     assert.ok(free !== null);
     free.close();

@@ -13,7 +13,7 @@ import { CliError } from "./output.ts";
 
 /** Everything the program needs to know from argv and the environment. */
 export interface Options {
-  /** What the user asked for. */
+  /** The requested action. */
   mode: "run" | "cleanup" | "help" | "version";
   /** The codex home whose `auth.json` becomes the link (absolute). */
   codexHome: string;

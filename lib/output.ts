@@ -6,7 +6,7 @@
  * - Every message goes to stderr behind the fixed prefix `secure-codex: `, so
  *   codex's own stdout and stderr stay untouched and scripts can tell the two apart.
  * - A message starts lowercase and has no final period.
- * - An error line says what failed and on which value. Each fix follows on a
+ * - An error line names what failed and on which value. Each fix follows on a
  *   separate `secure-codex: hint: ` line.
  * - No message carries file contents. Values are paths, names, counts and times,
  *   never tokens, keys or decrypted bytes.

@@ -4,7 +4,7 @@
  *
  * Invariant: before any plaintext is written, the directory is a real directory
  * (not a symlink), owned by the user, mode 0700 and on tmpfs or ramfs. Its
- * parent is a real directory in which nobody else can rename entries: owned by
+ * parent is a real directory in which no other user can rename entries: owned by
  * the user or root, and either not writable by group and others or carrying
  * the sticky bit (as `/tmp`-like shared tmpfs mounts do).
  *
@@ -241,7 +241,7 @@ function checkPrivateDirectory(
   }
 }
 
-/** Checks the parent of the RAM directory: nobody else may rename entries in it. */
+/** Checks the parent of the RAM directory: no other user may rename entries in it. */
 function checkParent(path: string, uid: number): void {
   const info = lstatOrNull(path);
   if (info === null) reject("parent of the RAM directory does not exist", path);

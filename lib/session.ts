@@ -203,9 +203,9 @@ export class Session {
   }
 
   /**
-   * Settles a store write recorded as pending by a process that died: if the
-   * store now contains that write's ciphertext the rename happened, and the state
-   * is completed; otherwise the write never took effect and is dropped.
+   * Settles a store write recorded as pending by a process that died. If the
+   * store now contains that write's ciphertext, the rename happened and the
+   * state is completed. Otherwise the write never took effect and is dropped.
    */
   async settlePendingWrite(state: SessionState): Promise<SessionState> {
     if (!state.pending) return state;

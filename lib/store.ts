@@ -33,7 +33,7 @@ const ROLE_HINTS: Readonly<Record<FileRole, string>> = {
  * Checks that a path is a regular file owned by the user (or root) and no
  * larger than `maxBytes`, following symlinks. FIFOs and devices are rejected
  * before any open, so a read does not block on them. NOTE: a file swapped for
- * a FIFO between this check and the open could still block the read; these
+ * a FIFO between this check and the open could still block the read. These
  * paths are the user's own, so only the user can swap them.
  *
  * @example

@@ -42,7 +42,7 @@ export type WorkerRequest =
   | { id: number; op: "recipients"; identities: string[] }
   | { id: number; op: "adopt"; path: string };
 
-/** What a successful decryption reveals: nothing secret. */
+/** The non-secret facts of a successful decryption. */
 export interface DecryptResult {
   sha256: string;
   kind: LoginKind;

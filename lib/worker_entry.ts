@@ -1,5 +1,5 @@
 /**
- * The worker: the only code that sees plaintext tokens or identity files.
+ * The worker: the only code that reads plaintext tokens or identity files.
  *
  * It runs with permissions narrowed at start to reading the store, the
  * identity and recipients files and the RAM directory, writing only the RAM
@@ -15,6 +15,7 @@ import { ageDecrypt, ageEncrypt, recipientsFromIdentity } from "./age.ts";
 import { type AuthCheck, checkAuthJson } from "./auth_json.ts";
 import { sha256Hex } from "./store.ts";
 import {
+  type AdoptResult,
   type Fingerprint,
   fingerprintOf,
   type WorkerReply,
@@ -92,6 +93,21 @@ async function readAuthFile(path: string): Promise<AuthFile> {
   const check = checkAuthJson(bytes);
   if (!check.valid) bytes.fill(0);
   return { status: "read", bytes, check, fingerprint };
+}
+
+/** Describes a read auth.json for the main thread: hashes and times, never bytes. */
+async function describe(
+  found: Extract<AuthFile, { status: "read" }>,
+): Promise<AdoptResult> {
+  const { bytes, check, fingerprint } = found;
+  if (!check.valid) return { valid: false, reason: check.reason, fingerprint };
+  return {
+    valid: true,
+    fingerprint,
+    sha256: await sha256Hex(bytes),
+    kind: check.kind,
+    lastRefresh: check.lastRefresh,
+  };
 }
 
 async function handle(request: WorkerRequest): Promise<WorkerReply> {
@@ -185,27 +201,12 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
           reason: `RAM copy is larger than ${MAX_FILE_BYTES} bytes`,
         };
       }
-      const { bytes, check, fingerprint } = found;
-      if (!check.valid) {
-        return {
-          id: request.id,
-          ok: true,
-          present: true,
-          valid: false,
-          reason: check.reason,
-          fingerprint,
-        };
-      }
-      snapshot = bytes;
+      if (found.check.valid) snapshot = found.bytes;
       return {
         id: request.id,
         ok: true,
         present: true,
-        valid: true,
-        fingerprint,
-        sha256: await sha256Hex(bytes),
-        kind: check.kind,
-        lastRefresh: check.lastRefresh,
+        ...await describe(found),
       };
     }
 
@@ -245,26 +246,8 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
           fingerprint: found.fingerprint,
         };
       }
-      const { bytes, check, fingerprint } = found;
-      if (!check.valid) {
-        return {
-          id: request.id,
-          ok: true,
-          valid: false,
-          reason: check.reason,
-          fingerprint,
-        };
-      }
-      decrypted = bytes;
-      return {
-        id: request.id,
-        ok: true,
-        valid: true,
-        fingerprint,
-        sha256: await sha256Hex(bytes),
-        kind: check.kind,
-        lastRefresh: check.lastRefresh,
-      };
+      if (found.check.valid) decrypted = found.bytes;
+      return { id: request.id, ok: true, ...await describe(found) };
     }
 
     case "recipients": {

@@ -58,7 +58,8 @@ Deno.test("worker decrypts installs snapshots and encrypts", async () => {
       0o600,
     );
     const snapshot = await worker.snapshot(ramDir);
-    assert.ok(snapshot.present && snapshot.valid);
+    assert.ok(snapshot.present, "RAM copy present");
+    assert.ok(snapshot.present && snapshot.valid, "RAM copy valid");
     if (snapshot.present && snapshot.valid) {
       assert.equal(snapshot.sha256, decrypted.sha256);
     }

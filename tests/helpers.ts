@@ -386,7 +386,7 @@ export interface TokenMock {
 
 /**
  * Starts a token endpoint on 127.0.0.1 that rotates `RT1 -> RT2 -> ...` and
- * answers a reused token with `refresh_token_reused`.
+ * rejects a reused token with `refresh_token_reused`.
  *
  * @example
  * ```ts

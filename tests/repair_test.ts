@@ -147,10 +147,13 @@ mv -f "$(dirname "$(readlink -f "$CODEX_HOME/auth.json")")/.auth-x" "$(readlink 
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stderr, /refreshed tokens cannot be saved: no recipients/);
 
-    const refused = await fixture.run(["--cleanup"], { env });
-    assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /the RAM copy is not saved in the store: /);
-    assert.match(refused.stderr, /hint: or run secure-codex --cleanup --force/);
+    const rejected = await fixture.run(["--cleanup"], { env });
+    assert.equal(rejected.code, 1);
+    assert.match(rejected.stderr, /the RAM copy is not saved in the store: /);
+    assert.match(
+      rejected.stderr,
+      /hint: or run secure-codex --cleanup --force/,
+    );
     assert.equal(pathExists(join(fixture.ramDir(), "auth.json")), true);
 
     const forced = await fixture.run(["--cleanup", "--force"], { env });
