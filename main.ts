@@ -8,11 +8,18 @@
  */
 
 import config from "./deno.json" with { type: "json" };
-import { childEnvironment, findStoreOverride, runCodex } from "./lib/child.ts";
+import {
+  childEnvironment,
+  classifyCodexCommand,
+  findStoreOverride,
+  runCodex,
+} from "./lib/child.ts";
 import { HELP_TEXT, type Options, parseOptions } from "./lib/options.ts";
 import { CliError, notice, printError, printOut } from "./lib/output.ts";
 import { chooseRamDir, sessionId } from "./lib/ram_dir.ts";
 import { reportWriteBack, Session } from "./lib/session.ts";
+import type { LoginSummary } from "./lib/login_summary.ts";
+import { lstatOrNull } from "./lib/ram_dir.ts";
 import { WriteBackWatcher } from "./lib/write_back.ts";
 
 /** Resolves the codex home to its canonical path; codex requires that it exists. */
@@ -70,13 +77,71 @@ async function openSession(
   });
 }
 
+/**
+ * Prints the session's status. The worker reads the RAM copy only when one
+ * exists, and returns its non-secret facts.
+ */
+async function printStatus(
+  session: Session,
+  options: { json: boolean },
+): Promise<void> {
+  const state = session.readState();
+  let recipients;
+  try {
+    recipients = session.recipientsFor(state?.recipients ?? []);
+  } catch {
+    // A damaged recipients file is reported by the status as an empty list.
+    recipients = { source: "none" as const, path: null, list: [] };
+  }
+  let login: LoginSummary | null = null;
+  if (lstatOrNull(session.ramCopy)?.isFile) {
+    login = await session.worker().summary(session.ramDir);
+  }
+  const { collectStatus, formatStatus } = await import("./lib/status.ts");
+  const report = await collectStatus({
+    codexHome: session.config.codexHome,
+    store: session.config.store,
+    recipientsFile: recipients.path,
+    recipientsSource: recipients.source,
+    identityRecipients: state?.recipients ?? [],
+    ramDir: session.ramDir,
+    linkPath: session.linkPath,
+    ramCopy: session.ramCopy,
+    env: Deno.env.toObject(),
+    now: new Date(),
+    state,
+    login,
+  });
+  printOut(
+    options.json
+      ? JSON.stringify(report, null, 2) + "\n"
+      : formatStatus(report),
+  );
+}
+
 async function run(options: Options): Promise<number> {
   const { env: baseEnv, dropped } = childEnvironment(Deno.env.toObject());
   const session = await openSession(options, baseEnv);
   try {
-    if (options.mode === "cleanup") {
-      await session.cleanup(options.force);
-      return 0;
+    switch (options.mode) {
+      case "cleanup":
+        await session.cleanup(options.force);
+        return 0;
+      case "import": {
+        // Loaded only for the commands that use them, so every codex start
+        // does not pay for parsing them.
+        const { importPlaintext } = await import("./lib/import.ts");
+        await importPlaintext(session, { force: options.force });
+        return 0;
+      }
+      case "rekey": {
+        const { rekeyStore } = await import("./lib/rekey.ts");
+        await rekeyStore(session);
+        return 0;
+      }
+      case "status":
+        await printStatus(session, { json: options.json });
+        return 0;
     }
 
     const override = findStoreOverride(options.codexArgs);
@@ -99,7 +164,8 @@ async function run(options: Options): Promise<number> {
       );
     }
 
-    await session.open();
+    const command = classifyCodexCommand(options.codexArgs);
+    await session.open({ newLogin: command === "login" });
     const watcher = WriteBackWatcher.start(
       session,
       (outcome) => reportWriteBack(session, outcome),
@@ -118,6 +184,11 @@ async function run(options: Options): Promise<number> {
       });
     } finally {
       await watcher.stop();
+    }
+    // codex 0.171 exits 0 after a logout even when the revoke call failed;
+    // the tokens are then unusable for codex either way.
+    if (command === "logout" && code === 0 && await session.finishLogout()) {
+      return code;
     }
     await session.leave(options.keep);
     return code;

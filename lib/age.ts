@@ -153,26 +153,53 @@ export function ageDecrypt(
 }
 
 /**
- * Encrypts plaintext with `age -e` to recipients given as strings (`-r`) and
- * as a recipients file (`-R`). The output is binary, not armored.
+ * Encrypts plaintext with `age -e` to recipients (`-r`, one per recipient),
+ * or with a passphrase (`-p`), which age asks for twice on the terminal. The
+ * output is binary, not armored.
  *
  * @example
  * ```ts
- * const result = await ageEncrypt(plaintext, ["age1..."], undefined, { PATH: "/usr/bin" });
+ * const result = await ageEncrypt(plaintext, { recipients: ["age1..."] }, { PATH: "/usr/bin" });
  * ```
  */
 export function ageEncrypt(
   plaintext: Uint8Array,
-  recipients: readonly string[],
-  recipientsFile: string | undefined,
+  target: EncryptionTarget,
   env: Record<string, string>,
 ): Promise<AgeResult> {
   const args = ["--encrypt"];
-  for (const recipient of recipients) args.push("--recipient", recipient);
-  if (recipientsFile !== undefined) {
-    args.push("--recipients-file", recipientsFile);
+  if ("passphrase" in target) {
+    args.push("--passphrase");
+  } else {
+    for (const recipient of target.recipients) {
+      args.push("--recipient", recipient);
+    }
   }
   return runAge(args, plaintext, env, "capture");
+}
+
+/** Whom a store is encrypted to: recipients, or a passphrase typed on the terminal. */
+export type EncryptionTarget =
+  | { recipients: readonly string[] }
+  | { passphrase: true };
+
+/**
+ * Tells whether this process has a controlling terminal, which age needs for
+ * a passphrase prompt: age reads passphrases from /dev/tty, so redirected
+ * stdin and stdout do not matter.
+ *
+ * @example
+ * ```ts
+ * if (!hasTerminal()) console.error("no terminal for the passphrase");
+ * ```
+ */
+export function hasTerminal(): boolean {
+  try {
+    Deno.openSync("/dev/tty", { read: true }).close();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { ageDecrypt, ageEncrypt, recipientsFromIdentity } from "./age.ts";
+import {
+  ageDecrypt,
+  ageEncrypt,
+  hasTerminal,
+  recipientsFromIdentity,
+} from "./age.ts";
 
 const env = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
 
@@ -39,7 +44,7 @@ Deno.test("age round trip through pipes", async () => {
     );
     assert.equal(recipients.length, 1);
     const plaintext = new TextEncoder().encode('{"OPENAI_API_KEY":"sk-test"}');
-    const encrypted = await ageEncrypt(plaintext, recipients, undefined, env);
+    const encrypted = await ageEncrypt(plaintext, { recipients }, env);
     assert.ok(encrypted.ok);
     if (!encrypted.ok) return;
     const decrypted = await ageDecrypt(encrypted.output, [identity], env);
@@ -53,10 +58,24 @@ Deno.test("age round trip through pipes", async () => {
 Deno.test("ageEncrypt reports an invalid recipient", async () => {
   const result = await ageEncrypt(
     new Uint8Array([1]),
-    ["age1invalid"],
-    undefined,
+    { recipients: ["age1invalid"] },
     env,
   );
   assert.equal(result.ok, false);
   if (!result.ok) assert.match(result.reason, /age failed \(exit code 1\)/);
+});
+
+Deno.test({
+  name: "ageEncrypt with a passphrase fails without a terminal",
+  // Runs where the test process has no controlling terminal, as in CI.
+  ignore: hasTerminal(),
+  fn: async () => {
+    const result = await ageEncrypt(
+      new TextEncoder().encode("x"),
+      { passphrase: true },
+      env,
+    );
+    assert.equal(result.ok, false);
+    if (!result.ok) assert.match(result.reason, /passphrase/);
+  },
 });

@@ -179,3 +179,68 @@ export async function runCodex(
     Deno.removeSignalListener("SIGINT", ignoreInterrupt);
   }
 }
+
+/** codex's global options that take a value, so the value is not taken for a command. */
+const CODEX_VALUE_OPTIONS = new Set([
+  "-c",
+  "--config",
+  "--enable",
+  "--disable",
+  "--remote",
+  "--remote-auth-token-env",
+  "-i",
+  "--image",
+  "-m",
+  "--model",
+  "--local-provider",
+  "-p",
+  "--profile",
+  "-s",
+  "--sandbox",
+  "-C",
+  "--cd",
+  "--add-dir",
+  "-a",
+  "--ask-for-approval",
+]);
+
+/** The codex command a run starts, as far as secure-codex acts on it. */
+export type CodexCommand = "login" | "login-status" | "logout" | "other";
+
+/**
+ * Classifies codex's arguments: a login that may write new tokens, `login
+ * status`, a logout, or anything else. `--help` and `--version` anywhere
+ * make it "other", because codex then changes nothing.
+ *
+ * NOTE: codex options are recognised from the list of codex-cli 0.171's
+ * global options that take a value; an option added later that takes a
+ * value could make its value look like a command.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(classifyCodexCommand(["-c", "model=o3", "login", "--device-auth"]), "login");
+ * assert.deepEqual(classifyCodexCommand(["login", "status"]), "login-status");
+ * assert.deepEqual(classifyCodexCommand(["exec", "login"]), "other");
+ * ```
+ */
+export function classifyCodexCommand(args: readonly string[]): CodexCommand {
+  const positional: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") break;
+    if (["-h", "--help", "-V", "--version"].includes(arg)) return "other";
+    if (CODEX_VALUE_OPTIONS.has(arg)) {
+      i++;
+      continue;
+    }
+    if (arg.startsWith("-")) continue;
+    positional.push(arg);
+    if (positional.length === 2) break;
+  }
+  const [command, sub] = positional;
+  if (command === "logout") return "logout";
+  if (command !== "login") return "other";
+  if (sub === undefined) return "login";
+  return sub === "status" ? "login-status" : "other";
+}

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { childEnvironment, exitCodeOf, findStoreOverride } from "./child.ts";
+import {
+  childEnvironment,
+  classifyCodexCommand,
+  exitCodeOf,
+  findStoreOverride,
+} from "./child.ts";
 
 Deno.test("exitCodeOf maps signals to 128 plus n", () => {
   assert.equal(exitCodeOf({ success: true, code: 0, signal: null }), 0);
@@ -48,4 +53,26 @@ Deno.test("childEnvironment drops LD variables", () => {
   );
   assert.deepEqual(dropped, ["LD_LIBRARY_PATH", "LD_PRELOAD"]);
   assert.deepEqual(env, { PATH: "/bin", CODEX_HOME: "/home/me/.codex" });
+});
+
+Deno.test("classifyCodexCommand finds login, status and logout", () => {
+  const cases: [string[], string][] = [
+    [["login"], "login"],
+    [["login", "--device-auth"], "login"],
+    [["login", "--with-api-key"], "login"],
+    [["-c", "model=o3", "--enable", "x", "login"], "login"],
+    [["login", "status"], "login-status"],
+    [["-p", "work", "login", "status"], "login-status"],
+    [["logout"], "logout"],
+    [["logout", "--help"], "other"],
+    [["login", "-h"], "other"],
+    [["login", "help"], "other"],
+    [["exec", "login"], "other"],
+    [["-m", "login", "exec"], "other"],
+    [["--", "login"], "other"],
+    [[], "other"],
+  ];
+  for (const [args, expected] of cases) {
+    assert.equal(classifyCodexCommand(args), expected, args.join(" "));
+  }
 });

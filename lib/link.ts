@@ -70,7 +70,7 @@ export function checkLink(
         hints: [
           "secure-codex replaces it with a link into RAM only when the path is free, and never overwrites it",
           `if ${store} already holds this login: move ${linkPath} away, then securely delete it`,
-          `if it is a valid codex login newer than the store, encrypt it first: (umask 077 && age -e -R RECIPIENTS_FILE -o ${store} ${linkPath})`,
+          `to encrypt it into the store and replace it with the link: secure-codex --import (add --force to replace ${store})`,
         ],
       });
     case "elsewhere":

@@ -14,7 +14,7 @@ import { CliError } from "./output.ts";
 /** Everything the program needs to know from argv and the environment. */
 export interface Options {
   /** The requested action. */
-  mode: "run" | "cleanup" | "help" | "version";
+  mode: Mode;
   /** The codex home whose `auth.json` becomes the link (absolute). */
   codexHome: string;
   /** The encrypted store, `auth.json.age` (absolute). */
@@ -27,11 +27,31 @@ export interface Options {
   ramDir?: string;
   /** Whether the RAM copy stays after the last codex using it exits. */
   keep: boolean;
-  /** With cleanup: remove the RAM copy even when it cannot be saved. */
+  /**
+   * With cleanup: remove the RAM copy even when it cannot be saved. With
+   * import: replace an existing store.
+   */
   force: boolean;
+  /** With status: print JSON instead of text. */
+  json: boolean;
   /** Arguments for codex, unchanged. */
   codexArgs: string[];
 }
+
+/**
+ * The actions: `run` runs codex; `cleanup` saves and removes the RAM copy;
+ * `import` encrypts a plaintext auth.json into a new store; `rekey`
+ * re-encrypts the store to a new recipients file; `status` reports the
+ * session without changing it.
+ */
+export type Mode =
+  | "run"
+  | "cleanup"
+  | "import"
+  | "rekey"
+  | "status"
+  | "help"
+  | "version";
 
 /** The variables this program reads, by name. */
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -94,11 +114,23 @@ const EXAMPLE_VALUES: Readonly<Record<string, string>> = {
 
 const FLAG_OPTIONS = new Set([
   "--cleanup",
+  "--import",
+  "--rekey",
+  "--status",
+  "--json",
   "--force",
   "-h",
   "--help",
   "--version",
 ]);
+
+/** Flags that select an action; at most one may be given. */
+const MODE_FLAGS: Readonly<Record<string, Mode>> = {
+  "--cleanup": "cleanup",
+  "--import": "import",
+  "--rekey": "rekey",
+  "--status": "status",
+};
 
 /** The help text printed by `-h` and `--help`. */
 export const HELP_TEXT = `Usage: secure-codex [options] [--] [codex arguments]
@@ -117,15 +149,25 @@ Options:
   --identity PATH          age identity file for decryption; repeat for more
                            [SECURE_CODEX_IDENTITY, several separated by ":"]
   --recipients-file PATH   age recipients for write-back (default: the
-                           "# public key:" lines of the identity files)
-                           [SECURE_CODEX_RECIPIENTS_FILE]
+                           store's <store>.recipients file, else the
+                           "# public key:" and "Recipient:" lines of the
+                           identity files) [SECURE_CODEX_RECIPIENTS_FILE]
   --ram-dir PATH           RAM directory for the plaintext copy, on tmpfs or
                            ramfs (default: $XDG_RUNTIME_DIR/secure-codex/<id>)
                            [SECURE_CODEX_RAM_DIR]
   --cleanup                save a changed RAM copy, remove it and exit
                            [SECURE_CODEX_CLEANUP=true]
+  --import                 encrypt the plaintext <codex home>/auth.json into
+                           the store, prove it decrypts, move the plaintext
+                           into RAM and put the link in its place
+  --rekey                  re-encrypt the store to --recipients-file after
+                           proving the current store decrypts
+  --status                 print whether the session is unlocked, its files,
+                           recipients, login and warnings; no secret is shown
+  --json                   with --status: print JSON
   --force                  with --cleanup: remove the RAM copy even when it
-                           cannot be saved (its unsaved tokens are lost)
+                           cannot be saved (its unsaved tokens are lost);
+                           with --import: replace an existing store
   -h, --help               print this help and exit
   --version                print the version and exit
 
@@ -135,8 +177,10 @@ Variables:
   Booleans accept true, false, 1, 0, yes, no, on, off.
 
 Examples:
-  secure-codex --identity ~/.config/age/key.txt -- login status
+  secure-codex --identity ~/.config/age/key.txt -- login
+  secure-codex --identity ~/.config/age/key.txt --import
   secure-codex -- exec "explain this repository"
+  secure-codex --status
   secure-codex --cleanup
 `;
 
@@ -180,8 +224,9 @@ export function parseOptions(
 ): Options {
   const flags: Record<string, string> = {};
   const identityFlags: string[] = [];
-  let cleanupFlag = false;
+  const modeFlags: string[] = [];
   let force = false;
+  let json = false;
   let help = false;
   let version = false;
   let index = 0;
@@ -230,8 +275,10 @@ export function parseOptions(
       continue;
     }
     if (FLAG_OPTIONS.has(arg)) {
-      if (arg === "--cleanup") cleanupFlag = true;
-      else if (arg === "--force") force = true;
+      if (MODE_FLAGS[arg] !== undefined) {
+        if (!modeFlags.includes(arg)) modeFlags.push(arg);
+      } else if (arg === "--force") force = true;
+      else if (arg === "--json") json = true;
       else if (arg === "--version") version = true;
       else help = true;
       index++;
@@ -250,8 +297,19 @@ export function parseOptions(
 
   const home = env.HOME;
   const keep = parseBoolean("SECURE_CODEX_KEEP", env.SECURE_CODEX_KEEP, true);
-  const cleanup = cleanupFlag ||
-    parseBoolean("SECURE_CODEX_CLEANUP", env.SECURE_CODEX_CLEANUP, false);
+  if (modeFlags.length > 1) {
+    throw usageError(
+      `options cannot be combined: ${modeFlags.join(" ")}`,
+      "give one action per command",
+    );
+  }
+  // The variable selects cleanup only when no other action is asked for, so
+  // a shell that exports it can still run --status or --import.
+  const cleanupVariable = parseBoolean(
+    "SECURE_CODEX_CLEANUP",
+    env.SECURE_CODEX_CLEANUP,
+    false,
+  );
 
   const codexHomeSetting = flags["--real-codex-home"] ??
     nonEmpty(env.SECURE_CODEX_REAL_CODEX_HOME) ?? nonEmpty(env.CODEX_HOME);
@@ -286,21 +344,34 @@ export function parseOptions(
   const ramDirSetting = flags["--ram-dir"] ??
     nonEmpty(env.SECURE_CODEX_RAM_DIR);
 
-  let mode: Options["mode"] = "run";
+  let mode: Mode = "run";
   if (help) mode = "help";
   else if (version) mode = "version";
-  else if (cleanup) mode = "cleanup";
+  else if (modeFlags.length === 1) mode = MODE_FLAGS[modeFlags[0]];
+  else if (cleanupVariable) mode = "cleanup";
 
-  if (force && mode === "run") {
+  if (force && mode !== "cleanup" && mode !== "import") {
     throw usageError(
-      "--force works only with --cleanup",
+      "--force works only with --cleanup or --import",
       "run secure-codex --cleanup --force to discard a RAM copy that cannot be saved",
     );
   }
-  if (mode === "cleanup" && codexArgs.length > 0) {
+  if (json && mode !== "status") {
     throw usageError(
-      `--cleanup takes no codex arguments: ${codexArgs.join(" ")}`,
-      "run the cleanup and codex as two separate commands",
+      "--json works only with --status",
+      "run secure-codex --status --json",
+    );
+  }
+  if (mode !== "run" && codexArgs.length > 0 && !help && !version) {
+    throw usageError(
+      `--${mode} takes no codex arguments: ${codexArgs.join(" ")}`,
+      `run --${mode} and codex as two separate commands`,
+    );
+  }
+  if (mode === "rekey" && recipientsSetting === undefined) {
+    throw usageError(
+      "--rekey needs the new recipients: --recipients-file PATH",
+      "write the new recipients, one per line, to a file and pass it with --recipients-file",
     );
   }
 
@@ -317,6 +388,7 @@ export function parseOptions(
       : absolutePath(ramDirSetting, home),
     keep,
     force,
+    json,
     codexArgs,
   };
 }

@@ -31,14 +31,26 @@ import {
   parseStoreHeader,
   readStore,
   sha256Hex,
+  syncDirectory,
 } from "./store.ts";
 import {
   type AdoptResult,
+  type DecryptResult,
   fingerprintOf,
   PlaintextWorker,
   WorkerError,
 } from "./worker.ts";
-import { writeBack, type WriteBackOutcome } from "./write_back.ts";
+import {
+  writeBack,
+  type WriteBackOptions,
+  type WriteBackOutcome,
+} from "./write_back.ts";
+import { hasTerminal } from "./age.ts";
+import {
+  readRecipientsFile,
+  type ResolvedRecipients,
+  resolveRecipients,
+} from "./recipients.ts";
 
 /** The non-secret record of what the RAM copy and the store last agreed on. */
 export interface SessionState {
@@ -55,6 +67,11 @@ export interface SessionState {
   lastRefresh: string | null;
   /** Public recipients for write-back, from identity file comments. */
   recipients: string[];
+  /**
+   * The store is passphrase-encrypted, so write-back asks for a passphrase
+   * on the terminal, which it does only while codex is not running.
+   */
+  passphrase?: boolean;
   unlockedAt: string;
   lastWriteBackAt: string | null;
   /** A store write that was started but maybe not finished, if any. */
@@ -94,6 +111,7 @@ export interface SessionConfig {
   codexHome: string;
   store: string;
   identities: readonly string[];
+  /** The `--recipients-file` the user gave, which wins over every other source. */
   recipientsFile?: string;
   ramDir: RamDirChoice;
   uid: number;
@@ -145,7 +163,6 @@ export class Session {
       this.#worker = PlaintextWorker.start({
         store: this.config.store,
         identities: this.config.identities,
-        recipientsFile: this.config.recipientsFile,
         ramDir: this.ramDir,
         adoptable: this.linkPath,
         env: this.config.ageEnv,
@@ -244,7 +261,7 @@ export class Session {
    * re-created just to find it empty.
    */
   async writeBackIfPresent(
-    options: { force: boolean },
+    options: WriteBackOptions,
   ): Promise<WriteBackOutcome> {
     // Cleanup keeps the directory, so a missing one was removed from outside.
     if (lstatOrNull(this.ramDir) === null) return { status: "gone" };
@@ -289,13 +306,22 @@ export class Session {
       );
     }
     if (this.config.recipientsFile !== undefined) {
-      checkReadableFile(
-        this.config.recipientsFile,
-        "recipients file",
-        this.config.uid,
-        MAX_KEY_FILE_BYTES,
-      );
+      readRecipientsFile(this.config.recipientsFile, this.config.uid);
     }
+  }
+
+  /**
+   * Resolves the recipients write-back encrypts to: `--recipients-file`, else
+   * the file beside the store, else the given identity recipients. Files
+   * are read again on every call, so a rekey by another process is seen.
+   */
+  recipientsFor(identityRecipients: readonly string[]): ResolvedRecipients {
+    return resolveRecipients({
+      recipientsFile: this.config.recipientsFile,
+      store: this.config.store,
+      identityRecipients,
+      uid: this.config.uid,
+    });
   }
 
   /**
@@ -304,7 +330,7 @@ export class Session {
    * the link exists. The process then counts as a user of the session
    * until {@linkcode leave}.
    */
-  async open(): Promise<void> {
+  async open(options: { newLogin: boolean }): Promise<void> {
     // Without a RAM copy this run will most likely decrypt: boot the worker
     // now, while the checks below run.
     if (lstatOrNull(this.ramCopy) === null) this.worker();
@@ -328,7 +354,9 @@ export class Session {
         // the warm path above stays a handful of system calls.
         await this.#removeStaleTempFiles();
         if (ramInfo !== null) await this.#recover();
-        else await this.#unlock();
+        else if (options.newLogin && !pathExists(this.config.store)) {
+          await this.#prepareLogin();
+        } else await this.#unlock();
       }
       ensureLink(this.linkPath, this.ramCopy, this.config.store);
       await this.#refreshRecipients();
@@ -337,8 +365,8 @@ export class Session {
     });
     const state = this.readState();
     if (
-      state !== null && state.recipients.length === 0 &&
-      this.config.recipientsFile === undefined
+      state !== null && !state.passphrase &&
+      this.recipientsFor(state.recipients).list.length === 0
     ) {
       // Said before codex starts, so the user can fix it before a refresh happens.
       reportWriteBack(this, { status: "no-recipients" });
@@ -365,7 +393,10 @@ export class Session {
     if (storeSha256 === state.storeSha256 || storeSha256 === null) {
       // The store is as this session last saw it (or was deleted): the RAM
       // copy is at least as new, and any change goes back to the store.
-      const outcome = await writeBack(this, { force: storeSha256 === null });
+      const outcome = await writeBack(this, {
+        force: storeSha256 === null,
+        interactive: true,
+      });
       reportWriteBack(this, outcome);
       return;
     }
@@ -396,8 +427,13 @@ export class Session {
         throw storeNotFound(this.config.store);
       }
       // Only the RAM copy contains this login: record it so write-back creates the store.
-      this.writeState(await this.#newState(null, "", "", snapshot.lastRefresh));
-      reportWriteBack(this, await writeBack(this, { force: true }));
+      this.writeState(
+        await this.createState(null, "", "", snapshot.lastRefresh),
+      );
+      reportWriteBack(
+        this,
+        await writeBack(this, { force: true, interactive: true }),
+      );
       return;
     }
     const decrypted = await this.#decrypt(ciphertext);
@@ -408,7 +444,7 @@ export class Session {
       return;
     }
     this.writeState(
-      await this.#newState(
+      await this.createState(
         ciphertext,
         decrypted.sha256,
         "",
@@ -418,7 +454,35 @@ export class Session {
     if (snapshot.sha256 !== decrypted.sha256) {
       notice(`recovered a RAM copy left by an earlier run: ${this.ramCopy}`);
     }
-    reportWriteBack(this, await writeBack(this, { force: false }));
+    reportWriteBack(
+      this,
+      await writeBack(this, { force: false, interactive: true }),
+    );
+  }
+
+  /**
+   * Prepares a first login: no store exists yet, so codex's login writes into
+   * the RAM copy through the link, and write-back creates the store. Without
+   * recipients the login could never be saved, so it is not started.
+   */
+  async #prepareLogin(): Promise<void> {
+    const state = await this.createState(null, "", "", null);
+    const recipients = this.recipientsFor(state.recipients);
+    if (recipients.list.length === 0) {
+      throw new CliError(
+        `no recipients for the new store: ${this.config.store}`,
+        {
+          hints: [
+            "the login would stay in RAM only and be lost at reboot, so codex was not started",
+            'pass --recipients-file PATH, or --identity PATH with a "# public key:" line (age-keygen writes one)',
+          ],
+        },
+      );
+    }
+    this.writeState(state);
+    notice(
+      `no store yet: the login goes to the RAM copy and is encrypted to ${recipients.list.length} recipient(s) in ${this.config.store}`,
+    );
   }
 
   /** Decrypts the store into RAM and records the new state. */
@@ -427,6 +491,15 @@ export class Session {
     if (ciphertext === null) throw storeNotFound(this.config.store);
     const decrypted = await this.#decrypt(ciphertext);
     await this.#install(ciphertext, decrypted);
+  }
+
+  /**
+   * Decrypts the store inside the worker and keeps the plaintext there for
+   * `install`. Fails fast, without running age, when a passphrase is needed
+   * and there is no terminal to ask on.
+   */
+  async decryptStore(ciphertext: Uint8Array): Promise<DecryptResult> {
+    return await this.#decrypt(ciphertext);
   }
 
   async #decrypt(ciphertext: Uint8Array) {
@@ -442,6 +515,12 @@ export class Session {
         },
       );
     }
+    if (header.passphrase && !hasTerminal()) {
+      throw new CliError(
+        `the store is passphrase-encrypted and there is no terminal to ask for the passphrase: ${this.config.store}`,
+        { hints: NON_INTERACTIVE_HINTS },
+      );
+    }
     if (!header.passphrase && this.config.identities.length === 0) {
       throw new CliError(
         `no identity to decrypt the store: ${this.config.store}`,
@@ -453,9 +532,10 @@ export class Session {
       );
     }
     try {
+      // age rejects -i for a passphrase-encrypted file.
       return await this.worker().decrypt(
         this.config.store,
-        this.config.identities,
+        header.passphrase ? [] : this.config.identities,
       );
     } catch (error) {
       if (!(error instanceof WorkerError)) throw error;
@@ -472,6 +552,8 @@ export class Session {
             ? [
               "enter the passphrase the store was encrypted with, on a terminal",
             ]
+            : /passphrase/.test(error.message) && !hasTerminal()
+            ? NON_INTERACTIVE_HINTS
             : [
               "check that the identity files are the ones the store was encrypted to",
               "if age reports a damaged file, restore the store from a backup",
@@ -502,7 +584,7 @@ export class Session {
       );
     }
     this.writeState(
-      await this.#newState(
+      await this.createState(
         ciphertext,
         decrypted.sha256,
         fingerprint,
@@ -511,7 +593,11 @@ export class Session {
     );
   }
 
-  async #newState(
+  /**
+   * Builds a fresh state for a store (null when none exists yet) and a RAM
+   * copy, with the identity recipients of this run.
+   */
+  async createState(
     ciphertext: Uint8Array | null,
     plaintextSha256: string,
     plaintextFingerprint: string,
@@ -526,6 +612,8 @@ export class Session {
       plaintextFingerprint,
       lastRefresh,
       recipients: await this.#findRecipients(),
+      passphrase: ciphertext !== null &&
+        parseStoreHeader(ciphertext)?.passphrase === true,
       unlockedAt: new Date().toISOString(),
       lastWriteBackAt: null,
     };
@@ -542,6 +630,11 @@ export class Session {
     if (this.config.identities.length === 0) return;
     const recipients = await this.#findRecipients();
     if (recipients.length > 0) this.writeState({ ...state, recipients });
+  }
+
+  /** Reads the recipients written as comments into this run's identity files. */
+  async findIdentityRecipients(): Promise<string[]> {
+    return await this.#findRecipients();
   }
 
   async #findRecipients(): Promise<string[]> {
@@ -657,12 +750,18 @@ export class Session {
    */
   async leave(keep: boolean): Promise<void> {
     if (keep || lstatOrNull(this.ramDir) === null) {
-      reportWriteBack(this, await this.writeBackIfPresent({ force: false }));
+      reportWriteBack(
+        this,
+        await this.writeBackIfPresent({ force: false, interactive: true }),
+      );
       return;
     }
     await this.#locked(async () => {
       await this.repairReplacedLink();
-      const outcome = await writeBack(this, { force: false });
+      const outcome = await writeBack(this, {
+        force: false,
+        interactive: true,
+      });
       reportWriteBack(this, outcome);
       const users = this.#users;
       this.#users = null;
@@ -677,6 +776,40 @@ export class Session {
       }
       this.#removeFiles();
     });
+  }
+
+  /**
+   * Finishes a logout codex started: codex 0.171 revokes the refresh token
+   * and unlinks only the link, so the revoked tokens would stay in the RAM
+   * copy and the store. Removes both and recreates the link, dangling, so a
+   * later login through plain codex still writes into RAM. The recipients
+   * file beside the store stays, for the next login. Returns false, and
+   * removes nothing, when the link is still there (codex did not log out).
+   */
+  async finishLogout(): Promise<boolean> {
+    if (lstatOrNull(this.linkPath) !== null) return false;
+    const removedStore = await this.withLock(async () => {
+      let removed = false;
+      if (lstatOrNull(this.config.store) !== null) {
+        await Deno.remove(this.config.store);
+        await syncDirectory(dirname(this.config.store));
+        removed = true;
+      }
+      this.#users?.close();
+      this.#users = null;
+      this.#removeFiles();
+      ensureLink(this.linkPath, this.ramCopy, this.config.store);
+      return removed;
+    });
+    notice(
+      removedStore
+        ? `codex logged out: removed the store ${this.config.store}`
+        : `codex logged out: there was no store at ${this.config.store}`,
+    );
+    notice(
+      `left ${this.linkPath} as a dangling link into RAM, so a new login never reaches the disk`,
+    );
+    return true;
   }
 
   /** Saves a changed RAM copy, then removes the RAM directory; the link is left dangling. */
@@ -729,7 +862,7 @@ export class Session {
     } else {
       let outcome: WriteBackOutcome;
       try {
-        outcome = await writeBack(this, { force: false });
+        outcome = await writeBack(this, { force: false, interactive: true });
       } catch (error) {
         if (!(error instanceof CliError)) throw error;
         outcome = { status: "failed", reason: error.message };
@@ -777,11 +910,31 @@ function isSaved(outcome: WriteBackOutcome): boolean {
     outcome.status === "absent";
 }
 
-function storeNotFound(store: string): CliError {
+/** What to do instead of a passphrase prompt when no terminal exists. */
+const NON_INTERACTIVE_HINTS = [
+  "run the command once on a terminal; the session then stays unlocked (SECURE_CODEX_KEEP=true) for later runs without one",
+  "or encrypt the store to an age identity file without a passphrase: secure-codex --rekey --recipients-file FILE, then pass --identity PATH",
+];
+
+/** Tells whether a path exists, without following a symlink there. */
+function pathExists(path: string): boolean {
+  return lstatOrNull(path) !== null;
+}
+
+/**
+ * Builds the error for a missing store, with the ways to create one.
+ *
+ * @example
+ * ```ts
+ * throw storeNotFound("/home/me/.codex/auth.json.age");
+ * ```
+ */
+export function storeNotFound(store: string): CliError {
   return new CliError(`store not found: ${store}`, {
     hints: [
       "pass the encrypted auth.json with --auth-enc PATH or SECURE_CODEX_AUTH_ENC",
-      `to create one from a plaintext codex login: (umask 077 && age -e -R RECIPIENTS_FILE -o ${store} PLAINTEXT_AUTH_JSON)`,
+      "to create one, log in with secure-codex -- login (the tokens never touch disk)",
+      "or encrypt an existing plaintext <codex home>/auth.json with secure-codex --import",
     ],
   });
 }
@@ -812,6 +965,19 @@ export function reportWriteBack(
   reported.add(outcome.status);
   const { store } = session.config;
   switch (outcome.status) {
+    case "deferred":
+      // Expected while codex runs; the write-back after it exits reports.
+      break;
+    case "needs-terminal":
+      warn(
+        `refreshed tokens are not saved: the store is passphrase-encrypted and there is no terminal for age's prompt: ${store}`,
+        [
+          `they stay in RAM at ${session.ramCopy}`,
+          `to save them, run on a terminal: secure-codex --auth-enc ${store} --cleanup`,
+          "to save without a passphrase in future, re-encrypt the store to an identity: secure-codex --rekey --recipients-file FILE",
+        ],
+      );
+      break;
     case "no-recipients":
       warn(`refreshed tokens cannot be saved: no recipients for ${store}`, [
         `they stay in RAM only, at ${session.ramCopy}, and are lost at reboot`,

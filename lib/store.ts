@@ -210,19 +210,43 @@ function randomSuffix(): string {
 }
 
 /**
- * Replaces the store with new ciphertext atomically and durably: temp file
- * (`createNew`, mode 0600) in the store's directory, write, fsync, rename,
- * fsync of the directory. The directory is created with mode 0700 if missing.
- * On failure the temp file is removed and the old store is left as it was.
+ * Replaces the store with new ciphertext atomically and durably, as
+ * {@linkcode replaceFileAtomically} does, with mode 0600.
  *
  * @example
  * ```ts
  * await replaceStore("/home/me/.codex/auth.json.age", ciphertext);
  * ```
  */
-export async function replaceStore(
+export function replaceStore(
   path: string,
   ciphertext: Uint8Array,
+): Promise<void> {
+  return replaceFileAtomically(path, ciphertext, {
+    role: "store",
+    mode: 0o600,
+  });
+}
+
+/**
+ * Replaces a file atomically and durably: temp file (`createNew`) in the
+ * file's directory, write, fsync, rename, fsync of the directory. The
+ * directory is created with mode 0700 if missing. On failure the temp file is
+ * removed and the old file is left as it was. The temp file's name is
+ * `.<name>.<random hex>.tmp`, so a killed run's leftovers can be found.
+ *
+ * @example
+ * ```ts
+ * await replaceFileAtomically("/home/me/.codex/auth.json.age.recipients", bytes, {
+ *   role: "recipients file",
+ *   mode: 0o644,
+ * });
+ * ```
+ */
+export async function replaceFileAtomically(
+  path: string,
+  bytes: Uint8Array,
+  options: { role: string; mode: number },
 ): Promise<void> {
   const directory = dirname(path);
   await Deno.mkdir(directory, { recursive: true, mode: 0o700 });
@@ -232,11 +256,11 @@ export async function replaceStore(
     file = await Deno.open(tempPath, {
       write: true,
       createNew: true,
-      mode: 0o600,
+      mode: options.mode,
     });
     let written = 0;
-    while (written < ciphertext.length) {
-      written += await file.write(ciphertext.subarray(written));
+    while (written < bytes.length) {
+      written += await file.write(bytes.subarray(written));
     }
     await file.sync();
     file.close();
@@ -246,15 +270,26 @@ export async function replaceStore(
     file?.close();
     await Deno.remove(tempPath).catch(() => {});
     throw new CliError(
-      `cannot write the store: ${path}: ${(error as Error).message}`,
+      `cannot write the ${options.role}: ${path}: ${(error as Error).message}`,
       {
         hints: [
-          "the old store is unchanged; free space or fix permissions, then run again",
+          `the old ${options.role} is unchanged; free space or fix permissions, then run again`,
         ],
       },
     );
   }
-  // The rename is durable only once the directory entry is on disk.
+  await syncDirectory(directory);
+}
+
+/**
+ * Fsyncs a directory, which makes a rename, creation or removal in it durable.
+ *
+ * @example
+ * ```ts
+ * await syncDirectory("/home/me/.codex");
+ * ```
+ */
+export async function syncDirectory(directory: string): Promise<void> {
   const dir = await Deno.open(directory, { read: true });
   try {
     await dir.sync();

@@ -8,7 +8,9 @@
  * @module
  */
 
+import type { EncryptionTarget } from "./age.ts";
 import type { LoginKind } from "./auth_json.ts";
+import type { LoginSummary } from "./login_summary.ts";
 
 /** The identity of one version of a file: device, inode, size, mtime and ctime. */
 export type Fingerprint = string;
@@ -38,9 +40,28 @@ export type WorkerRequest =
   | { id: number; op: "decrypt"; store: string; identities: string[] }
   | { id: number; op: "install"; ramDir: string }
   | { id: number; op: "snapshot"; ramDir: string }
-  | { id: number; op: "encrypt"; recipients: string[]; recipientsFile?: string }
+  | {
+    id: number;
+    op: "encrypt";
+    source: PlaintextSource;
+    target: EncryptionTarget;
+  }
+  | {
+    id: number;
+    op: "verify";
+    source: PlaintextSource;
+    ciphertext: Uint8Array;
+    identities: string[];
+  }
+  | { id: number; op: "summary"; ramDir: string }
   | { id: number; op: "recipients"; identities: string[] }
   | { id: number; op: "adopt"; path: string };
+
+/**
+ * The plaintext an encryption reads: the last snapshot of the RAM copy, or
+ * the plaintext that `decrypt` or `adopt` left pending for `install`.
+ */
+export type PlaintextSource = "snapshot" | "pending";
 
 /** The non-secret facts of a successful decryption. */
 export interface DecryptResult {
@@ -85,6 +106,8 @@ export type WorkerReply =
       | SnapshotResult
       | { ciphertext: Uint8Array }
       | { recipients: string[] }
+      | { matches: boolean }
+      | { summary: LoginSummary | null }
     )
   );
 
@@ -101,7 +124,6 @@ export class WorkerError extends Error {
 export interface WorkerScope {
   store: string;
   identities: readonly string[];
-  recipientsFile?: string;
   ramDir: string;
   /** A plaintext auth.json on disk the worker may adopt: the link's path. */
   adoptable?: string;
@@ -153,7 +175,6 @@ export class PlaintextWorker {
   /** Starts a worker whose permissions are narrowed to `scope`. */
   static start(scope: WorkerScope): PlaintextWorker {
     const read = [scope.store, ...scope.identities, scope.ramDir];
-    if (scope.recipientsFile !== undefined) read.push(scope.recipientsFile);
     if (scope.adoptable !== undefined) read.push(scope.adoptable);
     const worker = new Worker(new URL("./worker_entry.ts", import.meta.url), {
       type: "module",
@@ -219,17 +240,53 @@ export class PlaintextWorker {
     return this.#expect({ op: "snapshot", ramDir });
   }
 
-  /** Encrypts the last snapshot to the recipients and returns the ciphertext. */
+  /**
+   * Encrypts the last snapshot or the pending plaintext to recipients or a
+   * passphrase, and returns the ciphertext.
+   */
   async encrypt(
-    recipients: readonly string[],
-    recipientsFile?: string,
+    source: PlaintextSource,
+    target: EncryptionTarget,
   ): Promise<Uint8Array> {
     const reply = await this.#expect<{ ciphertext: Uint8Array }>({
       op: "encrypt",
-      recipients: [...recipients],
-      recipientsFile,
+      source,
+      target: "passphrase" in target
+        ? { passphrase: true }
+        : { recipients: [...target.recipients] },
     });
     return reply.ciphertext;
+  }
+
+  /**
+   * Decrypts ciphertext with the identities and tells whether it yields the
+   * snapshot or the pending plaintext byte for byte: proof that a new store
+   * can be opened before the plaintext it came from is removed.
+   */
+  async verify(
+    source: PlaintextSource,
+    ciphertext: Uint8Array,
+    identities: readonly string[],
+  ): Promise<boolean> {
+    const reply = await this.#expect<{ matches: boolean }>({
+      op: "verify",
+      source,
+      ciphertext,
+      identities: [...identities],
+    });
+    return reply.matches;
+  }
+
+  /**
+   * Reads the RAM copy and returns its non-secret facts (login kind, email,
+   * plan, token expiry), or null when there is no valid RAM copy.
+   */
+  async summary(ramDir: string): Promise<LoginSummary | null> {
+    const reply = await this.#expect<{ summary: LoginSummary | null }>({
+      op: "summary",
+      ramDir,
+    });
+    return reply.summary;
   }
 
   /** Reads the public recipients written as comments into identity files. */

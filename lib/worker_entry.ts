@@ -2,7 +2,7 @@
  * The worker: the only code that reads plaintext tokens or identity files.
  *
  * It runs with permissions narrowed at start to reading the store, the
- * identity and recipients files and the RAM directory, writing only the RAM
+ * identity files, the RAM directory and the auth.json link's path, writing only the RAM
  * directory and running only `age`. Replies to the main thread carry hashes,
  * times, login kinds, public recipients and ciphertext, never plaintext.
  *
@@ -13,6 +13,7 @@
 
 import { ageDecrypt, ageEncrypt, recipientsFromIdentity } from "./age.ts";
 import { type AuthCheck, checkAuthJson } from "./auth_json.ts";
+import { summarizeLogin } from "./login_summary.ts";
 import { sha256Hex } from "./store.ts";
 import {
   type AdoptResult,
@@ -29,6 +30,14 @@ let decrypted: Uint8Array | null = null;
 /** Plaintext read from the RAM directory by the last snapshot. */
 let snapshot: Uint8Array | null = null;
 let ageEnv: Record<string, string> = {};
+
+/** Compares two byte arrays in full, without an early exit on the first difference. */
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let difference = 0;
+  for (let i = 0; i < a.length; i++) difference |= a[i] ^ b[i];
+  return difference === 0;
+}
 
 function forget(buffer: Uint8Array | null): null {
   buffer?.fill(0);
@@ -211,20 +220,47 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
     }
 
     case "encrypt": {
-      if (snapshot === null) {
-        return { id: request.id, ok: false, reason: "no snapshot to encrypt" };
+      const plaintext = request.source === "snapshot" ? snapshot : decrypted;
+      if (plaintext === null) {
+        return {
+          id: request.id,
+          ok: false,
+          reason: `no ${request.source} plaintext to encrypt`,
+        };
       }
-      const result = await ageEncrypt(
-        snapshot,
-        request.recipients,
-        request.recipientsFile,
-        ageEnv,
-      );
-      snapshot = forget(snapshot);
+      const result = await ageEncrypt(plaintext, request.target, ageEnv);
       if (!result.ok) {
         return { id: request.id, ok: false, reason: result.reason };
       }
       return { id: request.id, ok: true, ciphertext: result.output };
+    }
+
+    case "verify": {
+      const plaintext = request.source === "snapshot" ? snapshot : decrypted;
+      if (plaintext === null) {
+        return { id: request.id, ok: false, reason: "nothing to compare" };
+      }
+      const result = await ageDecrypt(
+        request.ciphertext,
+        request.identities,
+        ageEnv,
+      );
+      if (!result.ok) {
+        return { id: request.id, ok: false, reason: result.reason };
+      }
+      const matches = equalBytes(result.output, plaintext);
+      result.output.fill(0);
+      return { id: request.id, ok: true, matches };
+    }
+
+    case "summary": {
+      const found = await readAuthFile(`${request.ramDir}/auth.json`);
+      if (found.status !== "read") {
+        return { id: request.id, ok: true, summary: null };
+      }
+      const summary = summarizeLogin(found.bytes);
+      found.bytes.fill(0);
+      return { id: request.id, ok: true, summary };
     }
 
     case "adopt": {

@@ -64,8 +64,15 @@ Deno.test("worker decrypts installs snapshots and encrypts", async () => {
       assert.equal(snapshot.sha256, decrypted.sha256);
     }
     assert.deepEqual(await worker.recipients([identity]), [recipient]);
-    const ciphertext = await worker.encrypt([recipient]);
+    const ciphertext = await worker.encrypt("snapshot", {
+      recipients: [recipient],
+    });
     assert.ok(!new TextDecoder().decode(ciphertext).includes("sk-worker"));
+    // The snapshot and the new ciphertext hold the same bytes.
+    assert.equal(await worker.verify("snapshot", ciphertext, [identity]), true);
+    const summary = await worker.summary(ramDir);
+    assert.equal(summary?.kind, "api-key");
+    assert.ok(!JSON.stringify(summary).includes("sk-worker"));
   } finally {
     worker.terminate();
     await Deno.remove(dir, { recursive: true });
@@ -92,6 +99,33 @@ Deno.test("worker cannot read outside its scope", async () => {
       WorkerError,
     );
     await assert.rejects(() => worker.snapshot(dir), /NotCapable|read access/);
+  } finally {
+    worker.terminate();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("worker verify detects different plaintext", async () => {
+  const dir = await Deno.makeTempDir();
+  const ramDir = join(dir, "ram");
+  await Deno.mkdir(ramDir, { mode: 0o700 });
+  const { identity, recipient } = await keypair(dir);
+  const store = join(dir, "auth.json.age");
+  await encrypt(recipient, '{"OPENAI_API_KEY":"sk-one"}', store);
+  const other = join(dir, "other.age");
+  await encrypt(recipient, '{"OPENAI_API_KEY":"sk-two"}', other);
+  const worker = PlaintextWorker.start({
+    store,
+    identities: [identity],
+    ramDir,
+    env,
+  });
+  try {
+    await worker.decrypt(store, [identity]);
+    const same = await worker.encrypt("pending", { recipients: [recipient] });
+    assert.equal(await worker.verify("pending", same, [identity]), true);
+    const different = await Deno.readFile(other);
+    assert.equal(await worker.verify("pending", different, [identity]), false);
   } finally {
     worker.terminate();
     await Deno.remove(dir, { recursive: true });

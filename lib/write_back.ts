@@ -12,7 +12,9 @@
  * @module
  */
 
-import { CliError } from "./output.ts";
+import { type EncryptionTarget, hasTerminal } from "./age.ts";
+import { CliError, notice, warn } from "./output.ts";
+import { rememberRecipients } from "./recipients.ts";
 import { completeWrite, type PendingWrite, type Session } from "./session.ts";
 import { isOlder } from "./auth_json.ts";
 import { readStore, replaceStore, sha256Hex } from "./store.ts";
@@ -25,15 +27,27 @@ export type WriteBackOutcome =
   | { status: "absent" }
   | { status: "gone" }
   | { status: "no-recipients" }
+  | { status: "deferred" }
+  | { status: "needs-terminal" }
   | { status: "conflict" }
   | { status: "older" }
   | { status: "invalid"; reason: string }
   | { status: "failed"; reason: string };
 
+/** How a write-back may proceed. */
+export interface WriteBackOptions {
+  /** Write an unchanged copy too (used when the store is missing). */
+  force: boolean;
+  /**
+   * codex is not running, so age may ask for a passphrase on the terminal.
+   * Without it, a passphrase-encrypted store is left for a later write-back.
+   */
+  interactive?: boolean;
+}
+
 /**
  * Writes the RAM copy back to the store if it changed since the session last
- * synchronised. The caller holds the session lock. With `force`, an unchanged
- * copy is written too (used when the store is missing).
+ * synchronised. The caller holds the session lock.
  *
  * @example
  * ```ts
@@ -43,7 +57,7 @@ export type WriteBackOutcome =
  */
 export async function writeBack(
   session: Session,
-  options: { force: boolean },
+  options: WriteBackOptions,
 ): Promise<WriteBackOutcome> {
   const recorded = session.readState();
   if (recorded === null) return { status: "absent" };
@@ -90,18 +104,32 @@ export async function writeBack(
     return { status: "conflict" };
   }
 
-  const recipients = state.recipients;
-  const recipientsFile = session.config.recipientsFile;
-  if (recipients.length === 0 && recipientsFile === undefined) {
+  let recipients: string[];
+  try {
+    recipients = session.recipientsFor(state.recipients).list;
+  } catch (error) {
+    if (error instanceof CliError) {
+      return { status: "failed", reason: error.message };
+    }
+    throw error;
+  }
+  let target: EncryptionTarget;
+  if (recipients.length > 0) {
+    target = { recipients };
+  } else if (state.passphrase) {
+    if (!options.interactive) return { status: "deferred" };
+    if (!hasTerminal()) return { status: "needs-terminal" };
+    notice(
+      `the store is passphrase-encrypted: age asks twice for the passphrase to save the refreshed tokens to ${state.store}`,
+    );
+    target = { passphrase: true };
+  } else {
     return { status: "no-recipients" };
   }
 
   let ciphertext: Uint8Array;
   try {
-    ciphertext = await worker.encrypt(
-      recipientsFile === undefined ? recipients : [],
-      recipientsFile,
-    );
+    ciphertext = await worker.encrypt("snapshot", target);
   } catch (error) {
     if (error instanceof WorkerError) {
       return { status: "failed", reason: error.message };
@@ -128,6 +156,16 @@ export async function writeBack(
     throw error;
   }
   session.writeState(completeWrite(state, pending));
+  if ("recipients" in target) {
+    try {
+      await rememberRecipients(state.store, recipients, session.config.uid);
+    } catch (error) {
+      if (!(error instanceof CliError)) throw error;
+      warn(error.message, [
+        "the store was saved; later write-backs need --recipients-file or an identity with a public key line until this is fixed",
+      ]);
+    }
+  }
   return { status: "saved" };
 }
 

@@ -1,0 +1,184 @@
+/**
+ * Import: turning a plaintext `<codex home>/auth.json` into a store.
+ *
+ * Order, so that no step can lose the login: the plaintext is read and
+ * checked; it is encrypted to the recipients; the new ciphertext is decrypted
+ * with the identities and compared byte for byte; only then is the store
+ * installed (atomically), the plaintext moved into the RAM directory, the
+ * file on disk removed and the link put in its place. Any failure before the
+ * store is installed leaves every file as it was.
+ *
+ * @module
+ */
+
+import { dirname } from "./path.ts";
+import { ensureLink, inspectLink } from "./link.ts";
+import { CliError, notice, warn } from "./output.ts";
+import { lstatOrNull } from "./ram_dir.ts";
+import { rememberRecipients } from "./recipients.ts";
+import type { Session } from "./session.ts";
+import { readStore, replaceStore, syncDirectory } from "./store.ts";
+import { fingerprintOf, WorkerError } from "./worker.ts";
+
+/**
+ * Imports the plaintext auth.json of the session's codex home into its store.
+ * With `force`, an existing store is replaced.
+ *
+ * @example
+ * ```ts
+ * await importPlaintext(session, { force: false });
+ * ```
+ */
+export async function importPlaintext(
+  session: Session,
+  options: { force: boolean },
+): Promise<void> {
+  const { config, linkPath } = session;
+  checkImportSource(session);
+  if (!options.force && readStore(config.store, config.uid) !== null) {
+    throw storeExists(config.store);
+  }
+  if (config.identities.length === 0) {
+    throw new CliError("no identity to prove that the new store decrypts", {
+      hints: [
+        "pass the age identity file with --identity PATH or set SECURE_CODEX_IDENTITY",
+        "nothing was changed",
+      ],
+    });
+  }
+  session.checkKeyFiles();
+  const identityRecipients = await session.findIdentityRecipients();
+  const recipients = session.recipientsFor(identityRecipients).list;
+  if (recipients.length === 0) {
+    throw new CliError(`no recipients for the new store: ${config.store}`, {
+      hints: [
+        'pass --recipients-file PATH, or an identity file with a "# public key:" line (age-keygen writes one)',
+        "nothing was changed",
+      ],
+    });
+  }
+
+  await session.withLock(async () => {
+    // Checked again under the lock: another import may have finished meanwhile.
+    checkImportSource(session);
+    const existing = readStore(config.store, config.uid);
+    if (!options.force && existing !== null) throw storeExists(config.store);
+
+    const worker = session.worker();
+    const found = await session.withCodexLock(() => worker.adopt(linkPath));
+    if (!found.valid) {
+      throw new CliError(
+        `plaintext auth.json is not a valid codex login: ${linkPath}: ${found.reason}`,
+        { hints: ["nothing was changed"] },
+      );
+    }
+    let ciphertext: Uint8Array;
+    let matches: boolean;
+    try {
+      ciphertext = await worker.encrypt("pending", { recipients });
+      matches = await worker.verify("pending", ciphertext, config.identities);
+    } catch (error) {
+      if (!(error instanceof WorkerError)) throw error;
+      throw cannotProve(config.store, error.message);
+    }
+    if (!matches) {
+      throw cannotProve(config.store, "the decrypted bytes differ");
+    }
+
+    await replaceStore(config.store, ciphertext);
+    await rememberRecipients(config.store, recipients, config.uid);
+    await session.withCodexLock(async () => {
+      const fingerprint = await worker.install(session.ramDir);
+      const now = lstatOrNull(linkPath);
+      if (now === null || fingerprintOf(now) !== found.fingerprint) {
+        throw new CliError(
+          `the plaintext auth.json changed during the import: ${linkPath}`,
+          {
+            hints: [
+              "the store holds the version read before the change; the file was left in place",
+              "run secure-codex --import --force again to import the current version",
+            ],
+          },
+        );
+      }
+      await Deno.remove(linkPath);
+      await syncDirectory(dirname(linkPath));
+      ensureLink(linkPath, session.ramCopy, config.store);
+      session.writeState(
+        await session.createState(
+          ciphertext,
+          found.sha256,
+          fingerprint,
+          found.lastRefresh,
+        ),
+      );
+    });
+  });
+
+  notice(
+    `imported ${linkPath} into ${config.store}, encrypted to ${recipients.length} recipient(s); the store was decrypted and compared before the plaintext was removed`,
+  );
+  notice(`${linkPath} is now a link to the RAM copy ${session.ramCopy}`);
+  warn(
+    "the old plaintext may survive in disk blocks, backups, snapshots or a dotfile repository",
+    [
+      "for tokens that never touched disk, log in again: secure-codex -- logout, then secure-codex -- login",
+    ],
+  );
+}
+
+/** Rejects an import unless the link's path holds a plaintext file. */
+function checkImportSource(session: Session): void {
+  const { linkPath, ramCopy } = session;
+  const link = inspectLink(linkPath, ramCopy);
+  switch (link.kind) {
+    case "file":
+      return;
+    case "ours":
+      throw new CliError(
+        `nothing to import: ${linkPath} is already the link into RAM`,
+        { hints: ["run secure-codex --status to see the session"] },
+      );
+    case "missing":
+      throw new CliError(`nothing to import: ${linkPath} does not exist`, {
+        hints: [
+          "to log in without plaintext on disk: secure-codex -- login",
+        ],
+      });
+    case "elsewhere":
+      throw new CliError(
+        `auth.json is a symlink to somewhere else: ${linkPath} -> ${link.target}`,
+        {
+          hints: [
+            "--import reads only a regular file at that path; copy the login there or remove the link",
+          ],
+        },
+      );
+    case "other":
+      throw new CliError(
+        `auth.json is neither a file nor a symlink: ${linkPath}`,
+        { hints: ["remove it, then run secure-codex again"] },
+      );
+  }
+}
+
+function storeExists(store: string): CliError {
+  return new CliError(`store already exists: ${store}`, {
+    hints: [
+      "--import does not replace a store unless --force is given; nothing was changed",
+      "to keep the existing store, leave the plaintext alone, or move it away and delete it",
+    ],
+  });
+}
+
+function cannotProve(store: string, reason: string): CliError {
+  return new CliError(
+    `the identity cannot decrypt the new store, so it was not installed: ${store}: ${reason}`,
+    {
+      hints: [
+        "check that the recipients belong to the identity files given with --identity",
+        "nothing was changed",
+      ],
+    },
+  );
+}
