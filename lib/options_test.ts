@@ -181,3 +181,48 @@ Deno.test("parseOptions without HOME needs a codex home", () => {
   assert.equal(error.exitCode, 2);
   assert.equal(parseOptions([], { CODEX_HOME: "/x" }).codexHome, "/x");
 });
+
+Deno.test("parseOptions lifecycle modes", () => {
+  assert.equal(parseOptions(["--import"], HOME).mode, "import");
+  assert.equal(parseOptions(["--import", "--force"], HOME).force, true);
+  assert.equal(parseOptions(["--status"], HOME).mode, "status");
+  assert.equal(parseOptions(["--status", "--json"], HOME).json, true);
+  assert.equal(parseOptions(["--status"], HOME).json, false);
+  const rekey = parseOptions(
+    ["--rekey", "--recipients-file", "/new.txt"],
+    HOME,
+  );
+  assert.equal(rekey.mode, "rekey");
+  assert.equal(rekey.recipientsFile, "/new.txt");
+});
+
+Deno.test("parseOptions: an action flag wins over SECURE_CODEX_CLEANUP", () => {
+  const env = { ...HOME, SECURE_CODEX_CLEANUP: "true" };
+  assert.equal(parseOptions(["--status"], env).mode, "status");
+  assert.equal(parseOptions(["--import"], env).mode, "import");
+});
+
+Deno.test("parseOptions rejects two actions", () => {
+  const error = usageErrorOf(() =>
+    parseOptions(["--import", "--cleanup"], HOME)
+  );
+  assert.equal(error.exitCode, 2);
+  assert.match(error.message, /options cannot be combined: --import --cleanup/);
+});
+
+Deno.test("parseOptions rejects misplaced json, force and rekey", () => {
+  const cases: [string[], RegExp][] = [
+    [["--json"], /--json works only with --status/],
+    [["--import", "--json"], /--json works only with --status/],
+    [["--status", "--force"], /--force works only with --cleanup or --import/],
+    [["--force"], /--force works only with --cleanup or --import/],
+    [["--rekey"], /--rekey needs the new recipients/],
+    [["--status", "--", "exec"], /--status takes no codex arguments: exec/],
+    [["--import", "login"], /--import takes no codex arguments: login/],
+  ];
+  for (const [argv, expected] of cases) {
+    const error = usageErrorOf(() => parseOptions(argv, HOME));
+    assert.equal(error.exitCode, 2, argv.join(" "));
+    assert.match(error.message, expected, argv.join(" "));
+  }
+});
