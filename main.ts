@@ -7,19 +7,32 @@
  * @module
  */
 
-import config from "./deno.json" with { type: "json" };
+import denoConfig from "./deno.json" with { type: "json" };
 import {
   childEnvironment,
   classifyCodexCommand,
   findStoreOverride,
   runCodex,
 } from "./lib/child.ts";
-import { HELP_TEXT, type Options, parseOptions } from "./lib/options.ts";
+import type { ConfigFile } from "./lib/config.ts";
+import {
+  configLocation,
+  type Environment,
+  HELP_TEXT,
+  type Options,
+  parseArguments,
+  type ParsedArguments,
+  resolveOptions,
+} from "./lib/options.ts";
 import { CliError, notice, printError, printOut } from "./lib/output.ts";
 import { chooseRamDir, sessionId } from "./lib/ram_dir.ts";
 import { reportWriteBack, Session } from "./lib/session.ts";
 import type { LoginSummary } from "./lib/login_summary.ts";
 import { lstatOrNull } from "./lib/ram_dir.ts";
+import {
+  besideRecipientsPath,
+  type ResolvedRecipients,
+} from "./lib/recipients.ts";
 import { WriteBackWatcher } from "./lib/write_back.ts";
 
 /** Resolves the codex home to its canonical path; codex requires that it exists. */
@@ -86,12 +99,21 @@ async function printStatus(
   options: { json: boolean },
 ): Promise<void> {
   const state = session.readState();
-  let recipients;
+  // While locked there is no state: the identity files give the recipients.
+  const identityRecipients = state?.recipients.length
+    ? state.recipients
+    : await session.findIdentityRecipients();
+  let recipients: ResolvedRecipients;
   try {
-    recipients = session.recipientsFor(state?.recipients ?? []);
+    recipients = session.recipientsFor(identityRecipients);
   } catch {
-    // A damaged recipients file is reported by the status as an empty list.
-    recipients = { source: "none" as const, path: null, list: [] };
+    // A damaged recipients file is still named; its valid lines are listed.
+    const flag = session.config.recipientsFile;
+    recipients = {
+      source: flag === undefined ? "beside-store" : "--recipients-file",
+      path: flag ?? besideRecipientsPath(session.config.store),
+      list: [],
+    };
   }
   let login: LoginSummary | null = null;
   if (lstatOrNull(session.ramCopy)?.isFile) {
@@ -103,7 +125,7 @@ async function printStatus(
     store: session.config.store,
     recipientsFile: recipients.path,
     recipientsSource: recipients.source,
-    identityRecipients: state?.recipients ?? [],
+    identityRecipients,
     ramDir: session.ramDir,
     linkPath: session.linkPath,
     ramCopy: session.ramCopy,
@@ -126,6 +148,17 @@ async function run(options: Options): Promise<number> {
     switch (options.mode) {
       case "cleanup":
         await session.cleanup(options.force);
+        return 0;
+      case "unlock":
+        await session.lockIfExpired(options.ttlSeconds, { interactive: true });
+        await session.open({ newLogin: false });
+        session.release();
+        notice(
+          `unlocked: ${session.linkPath} links to ${session.ramCopy} until secure-codex --lock`,
+        );
+        notice(
+          "plain codex, IDE extensions and codex's daemon can use it now; run secure-codex --watch to save the tokens they refresh",
+        );
         return 0;
       case "import": {
         // Loaded only for the commands that use them, so every codex start
@@ -165,6 +198,7 @@ async function run(options: Options): Promise<number> {
     }
 
     const command = classifyCodexCommand(options.codexArgs);
+    await session.lockIfExpired(options.ttlSeconds, { interactive: true });
     await session.open({ newLogin: command === "login" });
     const watcher = WriteBackWatcher.start(
       session,
@@ -197,6 +231,58 @@ async function run(options: Options): Promise<number> {
   }
 }
 
+/** Reads the config file if one exists, or the one the user named. */
+async function readConfig(
+  parsed: ParsedArguments,
+  env: Environment,
+): Promise<ConfigFile | null> {
+  const location = configLocation(parsed, env);
+  if (location === null) return null;
+  if (!location.explicit && lstatOrNull(location.path) === null) return null;
+  // Loaded only when there is a config file, so a start without one does not
+  // parse the JSONC library.
+  const { loadConfig } = await import("./lib/config.ts");
+  return loadConfig(location.path, {
+    required: location.explicit,
+    home: env.HOME,
+  });
+}
+
+/** Runs `--watch`: one session, or every profile's with `--all-profiles`. */
+async function watch(
+  parsed: ParsedArguments,
+  env: Environment,
+  config: ConfigFile | null,
+  options: Options,
+): Promise<number> {
+  const { watchSessions } = await import("./lib/watch.ts");
+  const { env: ageEnv } = childEnvironment(Deno.env.toObject());
+  const profiles = options.allProfiles
+    ? ["default", ...Object.keys(config?.profiles ?? {})]
+    : [options.profile];
+  const watched = [];
+  for (const profile of profiles) {
+    const profileOptions = resolveOptions(parsed, env, config, profile);
+    try {
+      watched.push({
+        session: await openSession(profileOptions, ageEnv),
+        ttlSeconds: profileOptions.ttlSeconds,
+        label: profile,
+      });
+    } catch (error) {
+      if (!(error instanceof CliError) || !options.allProfiles) throw error;
+      printError(error);
+      notice(`watch ${profile}: skipped`);
+    }
+  }
+  try {
+    await watchSessions(watched);
+  } finally {
+    for (const { session } of watched) session.close();
+  }
+  return 0;
+}
+
 async function main(): Promise<number> {
   if (Deno.build.os !== "linux") {
     printError(
@@ -208,14 +294,32 @@ async function main(): Promise<number> {
     return 1;
   }
   try {
-    const options = parseOptions(Deno.args, Deno.env.toObject());
-    if (options.mode === "help") {
+    const env = Deno.env.toObject();
+    const parsed = parseArguments(Deno.args);
+    if (parsed.help) {
       printOut(HELP_TEXT);
       return 0;
     }
-    if (options.mode === "version") {
-      printOut(`secure-codex ${config.version}\n`);
+    if (parsed.version) {
+      printOut(`secure-codex ${denoConfig.version}\n`);
       return 0;
+    }
+    const config = await readConfig(parsed, env);
+    const options = resolveOptions(parsed, env, config);
+    switch (options.mode) {
+      case "completions": {
+        const { completionScript } = await import("./lib/completions.ts");
+        printOut(completionScript(options.shell!));
+        return 0;
+      }
+      case "list-profiles":
+        printOut(
+          ["default", ...Object.keys(config?.profiles ?? {})].join("\n") +
+            "\n",
+        );
+        return 0;
+      case "watch":
+        return await watch(parsed, env, config, options);
     }
     return await run(options);
   } catch (error) {

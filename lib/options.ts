@@ -1,20 +1,29 @@
 /**
- * Command line and environment parsing.
+ * Command line, environment and config file parsing.
  *
  * `secure-codex [options] [--] [codex arguments]`: options are recognised only
  * before `--` or before the first argument that is not one of ours, and
- * everything after goes to codex unchanged. Flags win over variables.
+ * everything after goes to codex unchanged. Each setting comes from the first
+ * of: a flag, a `SECURE_CODEX_*` variable, the selected profile in the config
+ * file, the config file's top level, the default.
+ *
+ * Parsing has two steps, so that the config file (and its JSONC parser) is
+ * loaded only when one exists: {@linkcode parseArguments} reads argv, and
+ * {@linkcode resolveOptions} combines it with the environment and the config.
  *
  * @module
  */
 
 import { isAbsolute, join, resolve } from "./path.ts";
 import { CliError } from "./output.ts";
+import type { ConfigFile, ProfileSettings } from "./config.ts";
 
-/** Everything the program needs to know from argv and the environment. */
+/** Everything the program needs to know from argv, the environment and the config file. */
 export interface Options {
   /** The requested action. */
   mode: Mode;
+  /** The profile: `default` or a name from the config file. */
+  profile: string;
   /** The codex home whose `auth.json` becomes the link (absolute). */
   codexHome: string;
   /** The encrypted store, `auth.json.age` (absolute). */
@@ -27,6 +36,8 @@ export interface Options {
   ramDir?: string;
   /** Whether the RAM copy stays after the last codex using it exits. */
   keep: boolean;
+  /** Seconds after unlock at which the session is locked; 0 means never. */
+  ttlSeconds: number;
   /**
    * With cleanup: remove the RAM copy even when it cannot be saved. With
    * import: replace an existing store.
@@ -34,24 +45,36 @@ export interface Options {
   force: boolean;
   /** With status: print JSON instead of text. */
   json: boolean;
+  /** With watch: watch every profile of the config file. */
+  allProfiles: boolean;
+  /** With completions: the shell to print a script for. */
+  shell?: CompletionShell;
   /** Arguments for codex, unchanged. */
   codexArgs: string[];
 }
 
 /**
- * The actions: `run` runs codex; `cleanup` saves and removes the RAM copy;
- * `import` encrypts a plaintext auth.json into a new store; `rekey`
- * re-encrypts the store to a new recipients file; `status` reports the
- * session without changing it.
+ * The actions: `run` runs codex; `cleanup` (also `--lock`) saves and removes
+ * the RAM copy; `unlock` decrypts and links without running codex; `watch`
+ * keeps writing back changes until SIGTERM; `import` encrypts a plaintext
+ * auth.json into a new store; `rekey` re-encrypts the store to a new
+ * recipients file; `status` reports the session without changing it.
  */
 export type Mode =
   | "run"
   | "cleanup"
+  | "unlock"
+  | "watch"
   | "import"
   | "rekey"
   | "status"
+  | "completions"
+  | "list-profiles"
   | "help"
   | "version";
+
+/** The shells `--completions` supports. */
+export type CompletionShell = "bash" | "zsh" | "fish";
 
 /** The variables this program reads, by name. */
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -94,13 +117,17 @@ export function parseBoolean(
   return parsed;
 }
 
-/** Options of ours that take a value, and the field each one sets. */
+/** Options of ours that take a value. */
 const VALUE_OPTIONS = new Set([
   "--auth-enc",
   "--real-codex-home",
   "--identity",
   "--recipients-file",
   "--ram-dir",
+  "--config",
+  "--profile",
+  "--ttl",
+  "--completions",
 ]);
 
 /** An example value per option, for hints. */
@@ -110,14 +137,23 @@ const EXAMPLE_VALUES: Readonly<Record<string, string>> = {
   "--identity": "~/.config/age/identity.txt",
   "--recipients-file": "~/.config/age/recipients.txt",
   "--ram-dir": "/run/user/1000/secure-codex",
+  "--config": "~/.config/secure-codex/config.jsonc",
+  "--profile": "work",
+  "--ttl": "8h",
+  "--completions": "bash",
 };
 
 const FLAG_OPTIONS = new Set([
   "--cleanup",
+  "--lock",
+  "--unlock",
+  "--watch",
+  "--all-profiles",
   "--import",
   "--rekey",
   "--status",
   "--json",
+  "--list-profiles",
   "--force",
   "-h",
   "--help",
@@ -127,9 +163,14 @@ const FLAG_OPTIONS = new Set([
 /** Flags that select an action; at most one may be given. */
 const MODE_FLAGS: Readonly<Record<string, Mode>> = {
   "--cleanup": "cleanup",
+  "--lock": "cleanup",
+  "--unlock": "unlock",
+  "--watch": "watch",
   "--import": "import",
   "--rekey": "rekey",
   "--status": "status",
+  "--completions": "completions",
+  "--list-profiles": "list-profiles",
 };
 
 /** The help text printed by `-h` and `--help`. */
@@ -144,7 +185,8 @@ Options:
   --auth-enc PATH          encrypted store (default: <codex home>/auth.json.age)
                            [SECURE_CODEX_AUTH_ENC]
   --real-codex-home PATH   codex home that gets the auth.json link
-                           (default: $CODEX_HOME, else ~/.codex)
+                           (default: $CODEX_HOME, else ~/.codex; for a
+                           profile NAME: ~/.codex-NAME)
                            [SECURE_CODEX_REAL_CODEX_HOME]
   --identity PATH          age identity file for decryption; repeat for more
                            [SECURE_CODEX_IDENTITY, several separated by ":"]
@@ -155,8 +197,22 @@ Options:
   --ram-dir PATH           RAM directory for the plaintext copy, on tmpfs or
                            ramfs (default: $XDG_RUNTIME_DIR/secure-codex/<id>)
                            [SECURE_CODEX_RAM_DIR]
-  --cleanup                save a changed RAM copy, remove it and exit
+  --config PATH            config file (default:
+                           $XDG_CONFIG_HOME/secure-codex/config.jsonc)
+                           [SECURE_CODEX_CONFIG]
+  --profile NAME           profile from the config file, with its own codex
+                           home, store and RAM directory (default: default)
+                           [SECURE_CODEX_PROFILE]
+  --ttl DURATION           lock a session this long after its unlock, such as
+                           30m, 8h, 1d; 0 never locks (default: 0)
+                           [SECURE_CODEX_TTL]
+  --unlock                 decrypt and link, then exit, so plain codex, IDE
+                           extensions and codex's daemon can use the login
+  --lock, --cleanup        save a changed RAM copy, remove it and exit
                            [SECURE_CODEX_CLEANUP=true]
+  --watch                  stay in the foreground and save every change of
+                           the RAM copy until SIGTERM (for a systemd service)
+  --all-profiles           with --watch: watch every profile
   --import                 encrypt the plaintext <codex home>/auth.json into
                            the store, prove it decrypts, move the plaintext
                            into RAM and put the link in its place
@@ -168,6 +224,8 @@ Options:
   --force                  with --cleanup: remove the RAM copy even when it
                            cannot be saved (its unsaved tokens are lost);
                            with --import: replace an existing store
+  --completions SHELL      print a completion script for bash, zsh or fish
+  --list-profiles          print the profile names, one per line
   -h, --help               print this help and exit
   --version                print the version and exit
 
@@ -180,8 +238,9 @@ Examples:
   secure-codex --identity ~/.config/age/key.txt -- login
   secure-codex --identity ~/.config/age/key.txt --import
   secure-codex -- exec "explain this repository"
+  secure-codex --profile work -- login status
   secure-codex --status
-  secure-codex --cleanup
+  secure-codex --lock
 `;
 
 function usageError(message: string, hint: string): CliError {
@@ -205,32 +264,46 @@ function absolutePath(path: string, home: string | undefined): string {
   return isAbsolute(path) ? resolve(path) : resolve(Deno.cwd(), path);
 }
 
+/** argv split into our options and codex's arguments, before any lookup. */
+export interface ParsedArguments {
+  /** Values of our options, by option name (the last one wins). */
+  values: Record<string, string>;
+  /** Every `--identity` in order. */
+  identities: string[];
+  /** The action flags given, in order, without duplicates. */
+  modeFlags: string[];
+  force: boolean;
+  json: boolean;
+  allProfiles: boolean;
+  help: boolean;
+  version: boolean;
+  codexArgs: string[];
+}
+
 /**
- * Parses argv and the environment into {@linkcode Options}.
+ * Splits argv into secure-codex's options and codex's arguments.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * const options = parseOptions(["--identity", "/k.txt", "--", "login", "status"], {
- *   HOME: "/home/me",
- * });
- * assert.deepEqual(options.store, "/home/me/.codex/auth.json.age");
- * assert.deepEqual(options.codexArgs, ["login", "status"]);
+ * const parsed = parseArguments(["--profile", "work", "exec", "hi"]);
+ * assert.deepEqual(parsed.values["--profile"], "work");
+ * assert.deepEqual(parsed.codexArgs, ["exec", "hi"]);
  * ```
  */
-export function parseOptions(
-  argv: readonly string[],
-  env: Environment,
-): Options {
-  const flags: Record<string, string> = {};
-  const identityFlags: string[] = [];
-  const modeFlags: string[] = [];
-  let force = false;
-  let json = false;
-  let help = false;
-  let version = false;
+export function parseArguments(argv: readonly string[]): ParsedArguments {
+  const parsed: ParsedArguments = {
+    values: {},
+    identities: [],
+    modeFlags: [],
+    force: false,
+    json: false,
+    allProfiles: false,
+    help: false,
+    version: false,
+    codexArgs: [],
+  };
   let index = 0;
-
   while (index < argv.length) {
     const arg = argv[index];
     if (arg === "--") {
@@ -251,7 +324,7 @@ export function parseOptions(
         if (value === undefined || value === "--") {
           throw usageError(
             `missing value for option: ${name}`,
-            `give a path after ${name}, for example ${name} ${
+            `give a value after ${name}, for example ${name} ${
               EXAMPLE_VALUES[name]
             }`,
           );
@@ -259,28 +332,34 @@ export function parseOptions(
         if (value.startsWith("-")) {
           throw usageError(
             `missing value for option: ${name} (found option ${value} instead)`,
-            `give a path after ${name}; write ${name}=${value} for a path that starts with "-"`,
+            `give a value after ${name}; write ${name}=${value} for a value that starts with "-"`,
           );
         }
       }
       if (value === "") {
         throw usageError(
           `empty value for option: ${name}`,
-          `give a path after ${name}`,
+          `give a value after ${name}, for example ${name} ${
+            EXAMPLE_VALUES[name]
+          }`,
         );
       }
-      if (name === "--identity") identityFlags.push(value);
-      else flags[name] = value;
+      if (name === "--identity") parsed.identities.push(value);
+      else parsed.values[name] = value;
+      if (MODE_FLAGS[name] !== undefined && !parsed.modeFlags.includes(name)) {
+        parsed.modeFlags.push(name);
+      }
       index++;
       continue;
     }
     if (FLAG_OPTIONS.has(arg)) {
       if (MODE_FLAGS[arg] !== undefined) {
-        if (!modeFlags.includes(arg)) modeFlags.push(arg);
-      } else if (arg === "--force") force = true;
-      else if (arg === "--json") json = true;
-      else if (arg === "--version") version = true;
-      else help = true;
+        if (!parsed.modeFlags.includes(arg)) parsed.modeFlags.push(arg);
+      } else if (arg === "--force") parsed.force = true;
+      else if (arg === "--json") parsed.json = true;
+      else if (arg === "--all-profiles") parsed.allProfiles = true;
+      else if (arg === "--version") parsed.version = true;
+      else parsed.help = true;
       index++;
       continue;
     }
@@ -293,16 +372,98 @@ export function parseOptions(
     // The first argument that is not ours starts codex's arguments.
     break;
   }
-  const codexArgs = argv.slice(index);
+  parsed.codexArgs = argv.slice(index);
+  return parsed;
+}
 
+/**
+ * Returns the config file to read: `--config`, else `SECURE_CODEX_CONFIG`,
+ * else the default location. `explicit` is true when the user named it, so a
+ * missing file is an error.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * const found = configLocation(parseArguments([]), { HOME: "/home/me" });
+ * assert.deepEqual(found, { path: "/home/me/.config/secure-codex/config.jsonc", explicit: false });
+ * ```
+ */
+export function configLocation(
+  parsed: ParsedArguments,
+  env: Environment,
+): { path: string; explicit: boolean } | null {
+  const named = parsed.values["--config"] ?? nonEmpty(env.SECURE_CODEX_CONFIG);
+  if (named !== undefined) {
+    return { path: absolutePath(named, env.HOME), explicit: true };
+  }
+  const base = nonEmpty(env.XDG_CONFIG_HOME) ??
+    (env.HOME ? join(env.HOME, ".config") : undefined);
+  if (base === undefined) return null;
+  return { path: join(base, "secure-codex", "config.jsonc"), explicit: false };
+}
+
+/**
+ * Parses argv and the environment into {@linkcode Options}, with an optional
+ * config file already loaded.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * const options = parseOptions(["--identity", "/k.txt", "--", "login", "status"], {
+ *   HOME: "/home/me",
+ * });
+ * assert.deepEqual(options.store, "/home/me/.codex/auth.json.age");
+ * assert.deepEqual(options.codexArgs, ["login", "status"]);
+ * ```
+ */
+export function parseOptions(
+  argv: readonly string[],
+  env: Environment,
+  config: ConfigFile | null = null,
+): Options {
+  return resolveOptions(parseArguments(argv), env, config);
+}
+
+/**
+ * Resolves every setting from parsed arguments, the environment and the
+ * config file. `profileOverride` selects a profile regardless of flags and
+ * variables, for `--watch --all-profiles`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * const options = resolveOptions(parseArguments(["--profile", "work"]), { HOME: "/home/me" }, {
+ *   path: "/home/me/.config/secure-codex/config.jsonc",
+ *   settings: {},
+ *   profiles: { work: {} },
+ * });
+ * assert.deepEqual(options.codexHome, "/home/me/.codex-work");
+ * ```
+ */
+export function resolveOptions(
+  parsed: ParsedArguments,
+  env: Environment,
+  config: ConfigFile | null,
+  profileOverride?: string,
+): Options {
+  const { values, modeFlags } = parsed;
   const home = env.HOME;
-  const keep = parseBoolean("SECURE_CODEX_KEEP", env.SECURE_CODEX_KEEP, true);
+
   if (modeFlags.length > 1) {
     throw usageError(
       `options cannot be combined: ${modeFlags.join(" ")}`,
       "give one action per command",
     );
   }
+
+  const profile = profileOverride ?? values["--profile"] ??
+    nonEmpty(env.SECURE_CODEX_PROFILE) ?? "default";
+  const profileSettings = selectProfile(profile, config);
+  const top = config?.settings ?? {};
+  // Shared keys fall back to the top level; a profile's files never do.
+  const shared = <K extends keyof ProfileSettings>(key: K) =>
+    profileSettings[key] ?? top[key];
+
   // The variable selects cleanup only when no other action is asked for, so
   // a shell that exports it can still run --status or --import.
   const cleanupVariable = parseBoolean(
@@ -310,87 +471,267 @@ export function parseOptions(
     env.SECURE_CODEX_CLEANUP,
     false,
   );
+  const keep = parseBoolean(
+    "SECURE_CODEX_KEEP",
+    env.SECURE_CODEX_KEEP,
+    shared("keep") ?? true,
+  );
 
-  const codexHomeSetting = flags["--real-codex-home"] ??
-    nonEmpty(env.SECURE_CODEX_REAL_CODEX_HOME) ?? nonEmpty(env.CODEX_HOME);
+  const ttlSetting = values["--ttl"] ?? nonEmpty(env.SECURE_CODEX_TTL);
+  let ttlSeconds = shared("ttlSeconds") ?? 0;
+  if (ttlSetting !== undefined) {
+    const parsedTtl = parseDuration(ttlSetting);
+    if (parsedTtl === null) {
+      throw usageError(
+        `invalid duration: ${JSON.stringify(ttlSetting)}`,
+        "give a duration such as 90s, 30m, 8h, 1d or 1h30m; 0 never locks",
+      );
+    }
+    ttlSeconds = parsedTtl;
+  }
+
+  const codexHomeSetting = values["--real-codex-home"] ??
+    nonEmpty(env.SECURE_CODEX_REAL_CODEX_HOME);
   let codexHome: string;
   if (codexHomeSetting !== undefined) {
     codexHome = absolutePath(codexHomeSetting, home);
-  } else if (home) {
-    codexHome = join(home, ".codex");
+  } else if (profileSettings.codexHome !== undefined) {
+    codexHome = profileSettings.codexHome;
+  } else if (profile !== "default") {
+    // CODEX_HOME is not used for a named profile: it would make every
+    // profile share the one home and login.
+    if (!home) {
+      throw usageError(
+        `cannot find the codex home of profile ${profile}: HOME is unset`,
+        `set "codexHome" in the profile, or pass --real-codex-home PATH`,
+      );
+    }
+    codexHome = join(home, `.codex-${profile}`);
   } else {
-    throw usageError(
-      "cannot find the codex home: HOME, CODEX_HOME and --real-codex-home are all unset",
-      "pass --real-codex-home PATH or set CODEX_HOME",
-    );
+    const fromEnv = nonEmpty(env.CODEX_HOME);
+    if (fromEnv !== undefined) codexHome = absolutePath(fromEnv, home);
+    else if (home) codexHome = join(home, ".codex");
+    else {
+      throw usageError(
+        "cannot find the codex home: HOME, CODEX_HOME and --real-codex-home are all unset",
+        "pass --real-codex-home PATH or set CODEX_HOME",
+      );
+    }
   }
 
-  const storeSetting = flags["--auth-enc"] ??
+  const storeSetting = values["--auth-enc"] ??
     nonEmpty(env.SECURE_CODEX_AUTH_ENC);
   const store = storeSetting !== undefined
     ? absolutePath(storeSetting, home)
-    : join(codexHome, "auth.json.age");
+    : profileSettings.store ?? join(codexHome, "auth.json.age");
 
-  const identitySettings = identityFlags.length > 0
-    ? identityFlags
-    : (nonEmpty(env.SECURE_CODEX_IDENTITY)?.split(":").filter((part) =>
+  const identitySettings = parsed.identities.length > 0
+    ? parsed.identities
+    : nonEmpty(env.SECURE_CODEX_IDENTITY)?.split(":").filter((part) =>
       part !== ""
-    ) ??
-      []);
-  const identities = identitySettings.map((path) => absolutePath(path, home));
+    );
+  const identities = identitySettings !== undefined
+    ? identitySettings.map((path) => absolutePath(path, home))
+    : [...(shared("identities") ?? [])];
 
-  const recipientsSetting = flags["--recipients-file"] ??
+  const recipientsSetting = values["--recipients-file"] ??
     nonEmpty(env.SECURE_CODEX_RECIPIENTS_FILE);
-  const ramDirSetting = flags["--ram-dir"] ??
+  const recipientsFile = recipientsSetting !== undefined
+    ? absolutePath(recipientsSetting, home)
+    : shared("recipientsFile");
+  const ramDirSetting = values["--ram-dir"] ??
     nonEmpty(env.SECURE_CODEX_RAM_DIR);
+  const ramDir = ramDirSetting !== undefined
+    ? absolutePath(ramDirSetting, home)
+    : profileSettings.ramDir;
 
   let mode: Mode = "run";
-  if (help) mode = "help";
-  else if (version) mode = "version";
+  if (parsed.help) mode = "help";
+  else if (parsed.version) mode = "version";
   else if (modeFlags.length === 1) mode = MODE_FLAGS[modeFlags[0]];
   else if (cleanupVariable) mode = "cleanup";
 
-  if (force && mode !== "cleanup" && mode !== "import") {
+  checkCombinations(parsed, mode, recipientsSetting !== undefined);
+
+  let shell: CompletionShell | undefined;
+  if (mode === "completions") {
+    const value = values["--completions"];
+    if (value !== "bash" && value !== "zsh" && value !== "fish") {
+      throw usageError(
+        `unsupported shell for --completions: ${value}`,
+        "use one of bash, zsh, fish",
+      );
+    }
+    shell = value;
+  }
+
+  return {
+    mode,
+    profile,
+    codexHome,
+    store,
+    identities,
+    recipientsFile,
+    ramDir,
+    keep,
+    ttlSeconds,
+    force: parsed.force,
+    json: parsed.json,
+    allProfiles: parsed.allProfiles,
+    shell,
+    codexArgs: parsed.codexArgs,
+  };
+}
+
+/** Rejects flags that do not belong to the chosen action. */
+function checkCombinations(
+  parsed: ParsedArguments,
+  mode: Mode,
+  recipientsGiven: boolean,
+): void {
+  const label = parsed.modeFlags[0] ?? `--${mode}`;
+  if (parsed.force && mode !== "cleanup" && mode !== "import") {
     throw usageError(
       "--force works only with --cleanup or --import",
       "run secure-codex --cleanup --force to discard a RAM copy that cannot be saved",
     );
   }
-  if (json && mode !== "status") {
+  if (parsed.json && mode !== "status") {
     throw usageError(
       "--json works only with --status",
       "run secure-codex --status --json",
     );
   }
-  if (mode !== "run" && codexArgs.length > 0 && !help && !version) {
+  if (parsed.allProfiles && mode !== "watch") {
     throw usageError(
-      `--${mode} takes no codex arguments: ${codexArgs.join(" ")}`,
-      `run --${mode} and codex as two separate commands`,
+      "--all-profiles works only with --watch",
+      "run secure-codex --watch --all-profiles",
     );
   }
-  if (mode === "rekey" && recipientsSetting === undefined) {
+  if (
+    parsed.allProfiles &&
+    ["--profile", "--real-codex-home", "--auth-enc", "--ram-dir"].some((
+      name,
+    ) => parsed.values[name] !== undefined)
+  ) {
+    throw usageError(
+      "--all-profiles cannot be combined with --profile, --real-codex-home, --auth-enc or --ram-dir",
+      "set each profile's files in the config file",
+    );
+  }
+  if (
+    mode !== "run" && parsed.codexArgs.length > 0 && !parsed.help &&
+    !parsed.version
+  ) {
+    throw usageError(
+      `${label} takes no codex arguments: ${parsed.codexArgs.join(" ")}`,
+      `run ${label} and codex as two separate commands`,
+    );
+  }
+  if (mode === "rekey" && !recipientsGiven) {
     throw usageError(
       "--rekey needs the new recipients: --recipients-file PATH",
       "write the new recipients, one per line, to a file and pass it with --recipients-file",
     );
   }
+}
 
-  return {
-    mode,
-    codexHome,
-    store,
-    identities,
-    recipientsFile: recipientsSetting === undefined
-      ? undefined
-      : absolutePath(recipientsSetting, home),
-    ramDir: ramDirSetting === undefined
-      ? undefined
-      : absolutePath(ramDirSetting, home),
-    keep,
-    force,
-    json,
-    codexArgs,
-  };
+/** Returns the settings of a profile; the default profile is the top level. */
+function selectProfile(
+  profile: string,
+  config: ConfigFile | null,
+): ProfileSettings {
+  if (profile === "default") return config?.settings ?? {};
+  if (!isValidProfileName(profile)) {
+    throw usageError(
+      `invalid profile name: ${JSON.stringify(profile)}`,
+      'use letters, digits, ".", "_" and "-", at most 64 characters',
+    );
+  }
+  const settings = config?.profiles[profile];
+  if (settings === undefined) {
+    const known = Object.keys(config?.profiles ?? {});
+    throw new CliError(
+      config === null
+        ? `profile not found: ${profile} (no config file)`
+        : `profile not found: ${profile} in ${config.path}`,
+      {
+        hints: [
+          known.length > 0
+            ? `known profiles: default, ${known.join(", ")}`
+            : 'add it under "profiles" in the config file (README, Profiles)',
+        ],
+        exitCode: 2,
+      },
+    );
+  }
+  return settings;
+}
+
+/**
+ * Parses a duration such as `90s`, `30m`, `8h`, `1d` or `1h30m` into
+ * seconds. `0` means no limit. Returns null for anything else.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseDuration("1h30m"), 5400);
+ * assert.deepEqual(parseDuration("0"), 0);
+ * assert.deepEqual(parseDuration("soon"), null);
+ * ```
+ */
+export function parseDuration(text: string): number | null {
+  const trimmed = text.trim();
+  if (trimmed === "0") return 0;
+  if (trimmed === "") return null;
+  const match = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(trimmed);
+  if (match === null) return null;
+  const [days, hours, minutes, seconds] = match.slice(1).map((part) =>
+    part === undefined ? 0 : Number(part)
+  );
+  const total = days * 86400 + hours * 3600 + minutes * 60 + seconds;
+  return Number.isSafeInteger(total) ? total : null;
+}
+
+/**
+ * Formats seconds the way {@linkcode parseDuration} reads them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(formatDuration(5400), "1h30m");
+ * assert.deepEqual(formatDuration(0), "0");
+ * ```
+ */
+export function formatDuration(seconds: number): string {
+  if (seconds <= 0) return "0";
+  const units: [string, number][] = [["d", 86400], ["h", 3600], ["m", 60], [
+    "s",
+    1,
+  ]];
+  let rest = seconds;
+  let text = "";
+  for (const [unit, size] of units) {
+    const count = Math.floor(rest / size);
+    if (count > 0) text += `${count}${unit}`;
+    rest -= count * size;
+  }
+  return text;
+}
+
+/**
+ * Checks a profile name: letters, digits, `.`, `_` and `-`, starting with a
+ * letter or digit, at most 64 characters. `default` names the default profile.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(isValidProfileName("work"), true);
+ * assert.deepEqual(isValidProfileName("../x"), false);
+ * ```
+ */
+export function isValidProfileName(name: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name);
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -15,6 +15,7 @@
  */
 
 import { basename, dirname, join } from "./path.ts";
+import { formatDuration } from "./options.ts";
 import { isOlder } from "./auth_json.ts";
 import { checkLink, ensureLink, inspectLink } from "./link.ts";
 import { lockFile, tryLockFile } from "./lock.ts";
@@ -810,6 +811,64 @@ export class Session {
       `left ${this.linkPath} as a dangling link into RAM, so a new login never reaches the disk`,
     );
     return true;
+  }
+
+  /**
+   * Locks the session if it was unlocked more than `ttlSeconds` ago: saves a
+   * changed RAM copy, then removes it, as `--lock` does. A session in use by
+   * a running secure-codex, or whose RAM copy cannot be saved, is left
+   * unlocked. Returns true when it locked. `interactive` allows a
+   * passphrase prompt for the save.
+   */
+  async lockIfExpired(
+    ttlSeconds: number,
+    options: { interactive: boolean; now?: Date },
+  ): Promise<boolean> {
+    if (ttlSeconds <= 0) return false;
+    const expired = (state: SessionState | null) =>
+      state !== null &&
+      (options.now ?? new Date()).getTime() - Date.parse(state.unlockedAt) >=
+        ttlSeconds * 1000;
+    if (!expired(this.readState()) || lstatOrNull(this.ramCopy) === null) {
+      return false;
+    }
+    return await this.withLock(async () => {
+      if (!expired(this.readState())) return false;
+      const users = await tryLockFile(join(this.ramDir, "users.lock"), true);
+      if (users === null) return false;
+      try {
+        await this.repairReplacedLink();
+        const outcome = await writeBack(this, {
+          force: false,
+          interactive: options.interactive,
+        });
+        reportWriteBack(this, outcome);
+        if (!isSaved(outcome)) {
+          warn(
+            `the session's time to live has passed, but its RAM copy is not saved, so it stays unlocked: ${this.ramCopy}`,
+          );
+          return false;
+        }
+        notice(
+          `locked the session: it was unlocked more than ${
+            formatDuration(ttlSeconds)
+          } ago, its time to live`,
+        );
+        this.#removeFiles();
+        return true;
+      } finally {
+        users.close();
+      }
+    });
+  }
+
+  /**
+   * Stops counting this process as a user of the session, for `--unlock`,
+   * which leaves the session unlocked for programs that run codex themselves.
+   */
+  release(): void {
+    this.#users?.close();
+    this.#users = null;
   }
 
   /** Saves a changed RAM copy, then removes the RAM directory; the link is left dangling. */

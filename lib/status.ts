@@ -14,6 +14,7 @@
  * @module
  */
 
+import type { RecipientsSource } from "./recipients.ts";
 import { basename, dirname, join } from "./path.ts";
 import { inspectLink, type LinkState } from "./link.ts";
 import type { LoginSummary } from "./login_summary.ts";
@@ -21,13 +22,6 @@ import { lstatOrNull, RAMFS_MAGIC, TMPFS_MAGIC } from "./ram_dir.ts";
 import type { SessionState } from "./session.ts";
 import { MAX_KEY_FILE_BYTES, parseStoreHeader } from "./store.ts";
 import { fingerprintOf } from "./worker.ts";
-
-/** The setting the write-back recipients come from. */
-export type RecipientsSource =
-  | "--recipients-file"
-  | "beside-store"
-  | "identity"
-  | "none";
 
 /** The kind of entry at `<codex home>/auth.json`. `ok` and `dangling` are links to the RAM copy. */
 export type LinkStatus =

@@ -1,0 +1,298 @@
+/**
+ * The config file: `$XDG_CONFIG_HOME/secure-codex/config.jsonc` (else
+ * `~/.config/secure-codex/config.jsonc`), or the path in `--config` or
+ * `SECURE_CODEX_CONFIG`. JSONC: JSON with comments and trailing commas.
+ *
+ * ```jsonc
+ * {
+ *   // Defaults for every profile.
+ *   "identities": ["~/.config/age/key.txt"],
+ *   "keep": true,
+ *   "ttl": "8h",
+ *   // The default profile's files.
+ *   "codexHome": "~/.codex",
+ *   "profiles": {
+ *     "work": { "codexHome": "~/.codex-work", "ttl": "1h" },
+ *   },
+ * }
+ * ```
+ *
+ * `identities`, `recipientsFile`, `keep` and `ttl` at the top level apply to
+ * every profile unless the profile sets them. `codexHome`, `store` and
+ * `ramDir` at the top level apply to the default profile only, so two
+ * profiles never share a login. Relative paths are resolved against the
+ * config file's directory, and `~/` against HOME. Unknown keys and wrong
+ * types are errors that name the line and column.
+ *
+ * @module
+ */
+
+// A run from a URL ignores deno.json and its import map, so the package is
+// named in full here; deno.lock pins it for runs from a clone.
+// deno-lint-ignore no-import-prefix
+import {
+  type Node,
+  type ParseError,
+  parseTree,
+  printParseErrorCode,
+} from "npm:jsonc-parser@3.3.1";
+import { dirname, isAbsolute, join, resolve } from "./path.ts";
+import { CliError } from "./output.ts";
+import { isValidProfileName, parseDuration } from "./options.ts";
+
+/** The settings one profile can have; every field is optional. */
+export interface ProfileSettings {
+  codexHome?: string;
+  store?: string;
+  identities?: string[];
+  recipientsFile?: string;
+  ramDir?: string;
+  keep?: boolean;
+  /** Seconds after unlock at which a session is locked. 0 means never. */
+  ttlSeconds?: number;
+}
+
+/** A parsed config file. */
+export interface ConfigFile {
+  path: string;
+  /** The top-level settings. */
+  settings: ProfileSettings;
+  /** Named profiles, in file order. */
+  profiles: Record<string, ProfileSettings>;
+}
+
+/** The largest config file accepted. */
+export const MAX_CONFIG_BYTES = 256 * 1024;
+
+type Kind = "path" | "paths" | "boolean" | "duration";
+
+const KEYS: Readonly<
+  Record<string, { field: keyof ProfileSettings; kind: Kind }>
+> = {
+  codexHome: { field: "codexHome", kind: "path" },
+  store: { field: "store", kind: "path" },
+  identities: { field: "identities", kind: "paths" },
+  recipientsFile: { field: "recipientsFile", kind: "path" },
+  ramDir: { field: "ramDir", kind: "path" },
+  keep: { field: "keep", kind: "boolean" },
+  ttl: { field: "ttlSeconds", kind: "duration" },
+};
+
+/** Converts an offset in `text` into a 1-based line and column. */
+function lineAndColumn(text: string, offset: number): string {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text[i] === "\n") {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  return `${line}:${offset - lineStart + 1}`;
+}
+
+/**
+ * Parses the text of a config file. Paths are made absolute against `home`
+ * and the file's directory.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * const text = '{\n  // forget the plaintext after each run\n  "keep": false,\n  "ttl": "1h",\n}';
+ * const config = parseConfig(text, "/home/me/.config/secure-codex/config.jsonc", "/home/me");
+ * assert.deepEqual(config.settings, { keep: false, ttlSeconds: 3600 });
+ * ```
+ */
+export function parseConfig(
+  text: string,
+  path: string,
+  home: string | undefined,
+): ConfigFile {
+  const fail = (offset: number, message: string, hint?: string): never => {
+    throw new CliError(
+      `invalid config file: ${path}:${lineAndColumn(text, offset)}: ${message}`,
+      {
+        hints: [
+          hint ??
+            "fix the file, or pass another one with --config PATH or SECURE_CODEX_CONFIG",
+        ],
+      },
+    );
+  };
+
+  const errors: ParseError[] = [];
+  const root = parseTree(text, errors, {
+    allowTrailingComma: true,
+    disallowComments: false,
+  });
+  if (errors.length > 0) {
+    const first = errors[0];
+    fail(
+      first.offset,
+      `JSONC syntax error: ${printParseErrorCode(first.error)}`,
+    );
+  }
+  if (root === undefined || root.type !== "object") {
+    fail(root?.offset ?? 0, "expected a JSON object at the top level");
+  }
+
+  const baseDir = dirname(path);
+  const toPath = (node: Node, key: string): string => {
+    if (node.type !== "string" || node.value === "") {
+      fail(node.offset, `"${key}" must be a non-empty string (a path)`);
+    }
+    const value = node.value as string;
+    if (value === "~" || value.startsWith("~/")) {
+      if (!home) {
+        fail(node.offset, `cannot expand "~" in "${key}": HOME is unset`);
+      }
+      return join(home!, value.slice(1));
+    }
+    return isAbsolute(value) ? resolve(value) : resolve(baseDir, value);
+  };
+
+  const readSettings = (
+    object: Node,
+    where: string,
+    allowProfiles: boolean,
+  ) => {
+    const settings: ProfileSettings = {};
+    let profilesNode: Node | undefined;
+    for (const property of object.children ?? []) {
+      const [keyNode, valueNode] = property.children ?? [];
+      const key = keyNode.value as string;
+      if (valueNode === undefined) {
+        fail(keyNode.offset, `"${key}" has no value`);
+      }
+      if (allowProfiles && key === "profiles") {
+        profilesNode = valueNode;
+        continue;
+      }
+      const spec = KEYS[key];
+      if (spec === undefined) {
+        fail(
+          keyNode.offset,
+          `unknown key "${key}"${where}`,
+          `known keys: ${Object.keys(KEYS).join(", ")}${
+            allowProfiles ? ", profiles" : ""
+          }`,
+        );
+      }
+      switch (spec.kind) {
+        case "path":
+          (settings[spec.field] as string) = toPath(valueNode, key);
+          break;
+        case "paths": {
+          if (valueNode.type !== "array") {
+            fail(valueNode.offset, `"${key}" must be an array of paths`);
+          }
+          (settings[spec.field] as string[]) = (valueNode.children ?? []).map(
+            (item) => toPath(item, key),
+          );
+          break;
+        }
+        case "boolean":
+          if (valueNode.type !== "boolean") {
+            fail(valueNode.offset, `"${key}" must be true or false`);
+          }
+          (settings[spec.field] as boolean) = valueNode.value as boolean;
+          break;
+        case "duration": {
+          const seconds = valueNode.type === "string"
+            ? parseDuration(valueNode.value as string)
+            : null;
+          if (seconds === null) {
+            fail(
+              valueNode.offset,
+              `"${key}" must be a duration such as "30m", "8h", "1d" or "0" (never)`,
+            );
+          }
+          (settings[spec.field] as number) = seconds!;
+          break;
+        }
+      }
+    }
+    return { settings, profilesNode };
+  };
+
+  const top = readSettings(root!, "", true);
+  const profiles: Record<string, ProfileSettings> = {};
+  if (top.profilesNode !== undefined) {
+    if (top.profilesNode.type !== "object") {
+      fail(top.profilesNode.offset, `"profiles" must be an object of profiles`);
+    }
+    for (const property of top.profilesNode.children ?? []) {
+      const [keyNode, valueNode] = property.children ?? [];
+      const name = keyNode.value as string;
+      if (!isValidProfileName(name) || name === "default") {
+        fail(
+          keyNode.offset,
+          `invalid profile name "${name}"`,
+          'use letters, digits, ".", "_" and "-" (at most 64), and not "default", which is the top level',
+        );
+      }
+      if (valueNode === undefined || valueNode.type !== "object") {
+        fail(
+          valueNode?.offset ?? keyNode.offset,
+          `profile "${name}" must be an object`,
+        );
+      }
+      profiles[name] =
+        readSettings(valueNode, ` in profile "${name}"`, false).settings;
+    }
+  }
+  return { path, settings: top.settings, profiles };
+}
+
+/**
+ * Reads and parses a config file. Returns null when the file does not exist
+ * and `required` is false (the default location); a missing file named with
+ * `--config` or `SECURE_CODEX_CONFIG` is an error.
+ *
+ * @example
+ * ```ts
+ * const config = loadConfig("/home/me/.config/secure-codex/config.jsonc", { required: false, home: "/home/me" });
+ * ```
+ */
+export function loadConfig(
+  path: string,
+  options: { required: boolean; home: string | undefined },
+): ConfigFile | null {
+  let bytes: Uint8Array;
+  try {
+    const info = Deno.statSync(path);
+    if (!info.isFile) {
+      throw new CliError(`config file is not a regular file: ${path}`, {
+        hints: ["pass a file with --config PATH or SECURE_CODEX_CONFIG"],
+      });
+    }
+    if (info.size > MAX_CONFIG_BYTES) {
+      throw new CliError(
+        `config file is too large (${info.size} bytes, limit ${MAX_CONFIG_BYTES}): ${path}`,
+      );
+    }
+    bytes = Deno.readFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound && !options.required) return null;
+    if (error instanceof Deno.errors.NotFound) {
+      throw new CliError(`config file not found: ${path}`, {
+        hints: [
+          "create it, or fix the path given with --config or SECURE_CODEX_CONFIG",
+        ],
+      });
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new CliError(
+        `config file is not readable (permission denied): ${path}`,
+      );
+    }
+    throw error;
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new CliError(`config file is not UTF-8 text: ${path}`);
+  }
+  return parseConfig(text, path, options.home);
+}
