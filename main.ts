@@ -327,6 +327,19 @@ async function main(): Promise<number> {
       printError(error);
       return error.exitCode;
     }
+    if (error instanceof Deno.errors.NotCapable) {
+      printError(
+        new CliError(
+          `secure-codex runs without a permission it needs: ${error.message}`,
+          {
+            hints: [
+              "start it through scripts/secure-codex, the compiled binary, or with the permission flags listed in README (Install)",
+            ],
+          },
+        ),
+      );
+      return 1;
+    }
     // An unexpected error: print its type and message, never a stack with values.
     printError(
       new CliError(
