@@ -241,7 +241,22 @@ async function readConfig(
   if (!location.explicit && lstatOrNull(location.path) === null) return null;
   // Loaded only when there is a config file, so a start without one does not
   // parse the JSONC library.
-  const { loadConfig } = await import("./lib/config.ts");
+  let loadConfig: typeof import("./lib/config.ts").loadConfig;
+  try {
+    ({ loadConfig } = await import("./lib/config.ts"));
+  } catch (error) {
+    // From a URL with a cold cache, the JSONC parser comes from the npm registry.
+    throw new CliError(
+      `cannot load the config file parser for ${location.path}: ${
+        (error as Error).message
+      }`,
+      {
+        hints: [
+          "the config file needs the npm package jsonc-parser; let Deno reach the npm registry once, or run from a clone",
+        ],
+      },
+    );
+  }
   return loadConfig(location.path, {
     required: location.explicit,
     home: env.HOME,

@@ -168,8 +168,9 @@ export function parseConfig(
         profilesNode = valueNode;
         continue;
       }
-      const spec = KEYS[key];
-      if (spec === undefined) {
+      // Object.hasOwn: a plain lookup would accept "constructor" and the
+      // other names every object inherits.
+      if (!Object.hasOwn(KEYS, key)) {
         fail(
           keyNode.offset,
           `unknown key "${key}"${where}`,
@@ -178,6 +179,7 @@ export function parseConfig(
           }`,
         );
       }
+      const spec = KEYS[key];
       switch (spec.kind) {
         case "path":
           (settings[spec.field] as string) = toPath(valueNode, key);

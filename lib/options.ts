@@ -396,8 +396,13 @@ export function configLocation(
   if (named !== undefined) {
     return { path: absolutePath(named, env.HOME), explicit: true };
   }
-  const base = nonEmpty(env.XDG_CONFIG_HOME) ??
-    (env.HOME ? join(env.HOME, ".config") : undefined);
+  // The XDG Base Directory specification says to ignore a relative value.
+  const xdg = nonEmpty(env.XDG_CONFIG_HOME);
+  const base = xdg !== undefined && isAbsolute(xdg)
+    ? xdg
+    : env.HOME
+    ? join(env.HOME, ".config")
+    : undefined;
   if (base === undefined) return null;
   return { path: join(base, "secure-codex", "config.jsonc"), explicit: false };
 }
@@ -648,7 +653,9 @@ function selectProfile(
       'use letters, digits, ".", "_" and "-", at most 64 characters',
     );
   }
-  const settings = config?.profiles[profile];
+  const settings = config !== null && Object.hasOwn(config.profiles, profile)
+    ? config.profiles[profile]
+    : undefined;
   if (settings === undefined) {
     const known = Object.keys(config?.profiles ?? {});
     throw new CliError(
