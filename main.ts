@@ -87,6 +87,7 @@ async function openSession(
     ramDir,
     uid,
     ageEnv,
+    ttlSeconds: options.ttlSeconds,
   });
 }
 

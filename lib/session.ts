@@ -74,6 +74,12 @@ export interface SessionState {
    */
   passphrase?: boolean;
   unlockedAt: string;
+  /**
+   * The time to live in seconds given when the session was unlocked, 0 or
+   * absent for none. Later runs lock the session after it, even without a TTL
+   * of their own.
+   */
+  ttlSeconds?: number;
   lastWriteBackAt: string | null;
   /** A store write that was started but maybe not finished, if any. */
   pending?: PendingWrite | null;
@@ -118,6 +124,8 @@ export interface SessionConfig {
   uid: number;
   /** The environment age runs with (no `LD_*`). */
   ageEnv: Record<string, string>;
+  /** This run's time to live in seconds; 0 means none. */
+  ttlSeconds?: number;
 }
 
 /**
@@ -616,6 +624,7 @@ export class Session {
       passphrase: ciphertext !== null &&
         parseStoreHeader(ciphertext)?.passphrase === true,
       unlockedAt: new Date().toISOString(),
+      ttlSeconds: this.config.ttlSeconds ?? 0,
       lastWriteBackAt: null,
     };
   }
@@ -824,11 +833,20 @@ export class Session {
     ttlSeconds: number,
     options: { interactive: boolean; now?: Date },
   ): Promise<boolean> {
-    if (ttlSeconds <= 0) return false;
-    const expired = (state: SessionState | null) =>
-      state !== null &&
-      (options.now ?? new Date()).getTime() - Date.parse(state.unlockedAt) >=
-        ttlSeconds * 1000;
+    // The shorter of this run's TTL and the one recorded at unlock applies.
+    const effectiveTtl = (state: SessionState) =>
+      Math.min(
+        ...[ttlSeconds, state.ttlSeconds ?? 0].filter((ttl) => ttl > 0),
+        Infinity,
+      );
+    let ttl = Infinity;
+    const expired = (state: SessionState | null) => {
+      if (state === null) return false;
+      ttl = effectiveTtl(state);
+      return (options.now ?? new Date()).getTime() -
+          Date.parse(state.unlockedAt) >= ttl * 1000;
+    };
+    if (ttlSeconds <= 0 && lstatOrNull(this.ramCopy) === null) return false;
     if (!expired(this.readState()) || lstatOrNull(this.ramCopy) === null) {
       return false;
     }
@@ -851,7 +869,7 @@ export class Session {
         }
         notice(
           `locked the session: it was unlocked more than ${
-            formatDuration(ttlSeconds)
+            formatDuration(ttl)
           } ago, its time to live`,
         );
         this.#removeFiles();

@@ -78,8 +78,8 @@ async function watchOne(
       reportWriteBack(session, outcome);
     }
   };
-  log(`watching ${session.ramDir} for ${session.config.store}`);
   let missingLogged = false;
+  let watchingLogged = false;
   while (!isStopped()) {
     if (lstatOrNull(session.ramDir) === null) {
       if (!missingLogged) {
@@ -98,6 +98,11 @@ async function watchOne(
     // Changes made while nothing watched are saved first.
     onOutcome(await session.writeBackIfPresent({ force: false }));
     const watcher = WriteBackWatcher.start(session, onOutcome);
+    if (!watchingLogged) {
+      // Logged once the watch is in place, so a change after this line is seen.
+      log(`watching ${session.ramDir} for ${session.config.store}`);
+      watchingLogged = true;
+    }
     try {
       while (!isStopped() && lstatOrNull(session.ramDir) !== null) {
         if (
