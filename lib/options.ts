@@ -16,6 +16,7 @@
 
 import { isAbsolute, join, resolve } from "./path.ts";
 import { CliError } from "./output.ts";
+import type { CompletionShell } from "./completions.ts";
 import type { ConfigFile, ProfileSettings } from "./config.ts";
 
 /** Everything the program needs to know from argv, the environment and the config file. */
@@ -72,9 +73,6 @@ export type Mode =
   | "list-profiles"
   | "help"
   | "version";
-
-/** The shells `--completions` supports. */
-export type CompletionShell = "bash" | "zsh" | "fish";
 
 /** The variables this program reads, by name. */
 export type Environment = Readonly<Record<string, string | undefined>>;
