@@ -268,6 +268,21 @@ export function loadConfig(
         hints: ["pass a file with --config PATH or SECURE_CODEX_CONFIG"],
       });
     }
+    // The file names the recipients every refreshed token is encrypted to,
+    // so only the user (or root) may be able to change it.
+    const uid = Deno.uid();
+    if (uid !== null && info.uid !== uid && info.uid !== 0) {
+      throw new CliError(
+        `config file is owned by uid ${info.uid}, not by you (uid ${uid}): ${path}`,
+        { hints: ["another user could change it; keep your own copy"] },
+      );
+    }
+    if (info.mode !== null && (info.mode & 0o022) !== 0) {
+      throw new CliError(
+        `config file is writable by group or others: ${path}`,
+        { hints: [`make it yours alone: chmod go-w ${path}`] },
+      );
+    }
     if (info.size > MAX_CONFIG_BYTES) {
       throw new CliError(
         `config file is too large (${info.size} bytes, limit ${MAX_CONFIG_BYTES}): ${path}`,

@@ -1039,3 +1039,20 @@ Deno.test("isValidProfileName: valid and invalid names", () => {
     assert.equal(isValidProfileName(name), false, JSON.stringify(name));
   }
 });
+
+Deno.test("loadConfig rejects a config others can write", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/config.jsonc`;
+    await Deno.writeTextFile(path, "{}\n");
+    await Deno.chmod(path, 0o664);
+    assert.throws(
+      () => loadConfig(path, { required: true, home: "/h" }),
+      /config file is writable by group or others: .*config\.jsonc/,
+    );
+    await Deno.chmod(path, 0o644);
+    assert.ok(loadConfig(path, { required: true, home: "/h" }) !== null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -374,7 +374,8 @@ export class Session {
     });
     const state = this.readState();
     if (
-      state !== null && !state.passphrase &&
+      // Identity recipients suffice, so the files are read only without them.
+      state !== null && !state.passphrase && state.recipients.length === 0 &&
       this.recipientsFor(state.recipients).list.length === 0
     ) {
       // Said before codex starts, so the user can fix it before a refresh happens.
