@@ -1,12 +1,12 @@
 /**
  * Import: turning a plaintext `<codex home>/auth.json` into a store.
  *
- * Order, so that no step can lose the login: the plaintext is read and
- * checked; it is encrypted to the recipients; the new ciphertext is decrypted
- * with the identities and compared byte for byte; only then is the store
- * installed (atomically), the plaintext moved into the RAM directory, the
- * file on disk removed and the link put in its place. Any failure before the
- * store is installed leaves every file as it was.
+ * The steps are ordered so that none can lose the login. The plaintext is
+ * read and checked, then encrypted to the recipients. The new ciphertext is
+ * decrypted with the identities and compared byte for byte. Only then is the
+ * store installed (atomically), the plaintext moved into the RAM directory,
+ * the file on disk removed and the link put in its place. Any failure before
+ * the store is installed leaves every file as it was.
  *
  * @module
  */

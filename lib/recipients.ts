@@ -7,7 +7,7 @@
  * the identity files (`# public key:` from age-keygen, `Recipient:` from age
  * plugins). After every store write the file beside the store is updated to
  * the recipients used, so later runs need neither the flag nor the identity.
- * The file holds public keys only and is not secret.
+ * The file contains public keys only and is not secret.
  *
  * @module
  */
@@ -19,7 +19,7 @@ import {
 } from "./store.ts";
 import { CliError } from "./output.ts";
 
-/** Where the recipients for write-back come from. */
+/** The source of the recipients for write-back. */
 export type RecipientsSource =
   | "--recipients-file"
   | "beside-store"
