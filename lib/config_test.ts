@@ -329,10 +329,15 @@ Deno.test("CODEX_HOME applies to default profile only", () => {
   assert.equal(named.codexHome, "/home/me/.codex-work");
   assert.equal(named.store, "/home/me/.codex-work/auth.json.age");
 
-  // The top level's codexHome is above the default, and so above CODEX_HOME.
+  // CODEX_HOME is a variable, so it wins over the top level's codexHome,
+  // which applies once CODEX_HOME is unset.
   const top = parse('{ "codexHome": "/top/codex-home" }');
   assert.equal(
     resolveOptions(parseArguments([]), env, top).codexHome,
+    "/srv/codex",
+  );
+  assert.equal(
+    resolveOptions(parseArguments([]), { HOME }, top).codexHome,
     "/top/codex-home",
   );
   assert.equal(

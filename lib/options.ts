@@ -275,6 +275,8 @@ export interface ParsedArguments {
   allProfiles: boolean;
   help: boolean;
   version: boolean;
+  /** Whether `--` ended our options, so codex's arguments are taken as they are. */
+  separator: boolean;
   codexArgs: string[];
 }
 
@@ -299,12 +301,14 @@ export function parseArguments(argv: readonly string[]): ParsedArguments {
     allProfiles: false,
     help: false,
     version: false,
+    separator: false,
     codexArgs: [],
   };
   let index = 0;
   while (index < argv.length) {
     const arg = argv[index];
     if (arg === "--") {
+      parsed.separator = true;
       index++;
       break;
     }
@@ -495,14 +499,20 @@ export function resolveOptions(
 
   const codexHomeSetting = values["--real-codex-home"] ??
     nonEmpty(env.SECURE_CODEX_REAL_CODEX_HOME);
+  // CODEX_HOME is a variable too, so for the default profile it wins over
+  // the config file. It is not used for a named profile: it would make every
+  // profile share the one home and login.
+  const codexHomeVariable = profile === "default"
+    ? nonEmpty(env.CODEX_HOME)
+    : undefined;
   let codexHome: string;
   if (codexHomeSetting !== undefined) {
     codexHome = absolutePath(codexHomeSetting, home);
+  } else if (codexHomeVariable !== undefined) {
+    codexHome = absolutePath(codexHomeVariable, home);
   } else if (profileSettings.codexHome !== undefined) {
     codexHome = profileSettings.codexHome;
   } else if (profile !== "default") {
-    // CODEX_HOME is not used for a named profile: it would make every
-    // profile share the one home and login.
     if (!home) {
       throw usageError(
         `cannot find the codex home of profile ${profile}: HOME is unset`,
@@ -511,9 +521,7 @@ export function resolveOptions(
     }
     codexHome = join(home, `.codex-${profile}`);
   } else {
-    const fromEnv = nonEmpty(env.CODEX_HOME);
-    if (fromEnv !== undefined) codexHome = absolutePath(fromEnv, home);
-    else if (home) codexHome = join(home, ".codex");
+    if (home) codexHome = join(home, ".codex");
     else {
       throw usageError(
         "cannot find the codex home: HOME, CODEX_HOME and --real-codex-home are all unset",
@@ -555,6 +563,9 @@ export function resolveOptions(
   else if (cleanupVariable) mode = "cleanup";
 
   checkCombinations(parsed, mode, recipientsSetting !== undefined);
+  if (mode === "run" && !parsed.separator) {
+    checkMistypedOption(parsed.codexArgs[0]);
+  }
 
   let shell: CompletionShell | undefined;
   if (mode === "completions") {
@@ -637,6 +648,73 @@ function checkCombinations(
       "write the new recipients, one per line, to a file and pass it with --recipients-file",
     );
   }
+}
+
+/** codex-cli 0.171's global long options, which are never taken for typos of ours. */
+const CODEX_LONG_OPTIONS = new Set([
+  "--config",
+  "--enable",
+  "--disable",
+  "--remote",
+  "--remote-auth-token-env",
+  "--strict-config",
+  "--image",
+  "--model",
+  "--oss",
+  "--local-provider",
+  "--profile",
+  "--sandbox",
+  "--approve-for-me",
+  "--dangerously-bypass-approvals-and-sandbox",
+  "--dangerously-bypass-hook-trust",
+  "--cd",
+  "--worktree",
+  "--add-dir",
+  "--ask-for-approval",
+  "--search",
+  "--no-alt-screen",
+  "--no-daemon",
+  "--help",
+  "--version",
+]);
+
+/**
+ * Rejects a first codex argument that looks like a mistyped option of ours
+ * (`--stauts`, `--identiy`), before anything is decrypted: codex would reject
+ * it only after the store was unlocked. Options codex knows pass unchanged.
+ */
+function checkMistypedOption(first: string | undefined): void {
+  if (first === undefined || !first.startsWith("--") || first === "--") return;
+  const name = first.includes("=") ? first.slice(0, first.indexOf("=")) : first;
+  if (CODEX_LONG_OPTIONS.has(name)) return;
+  const ours = [...VALUE_OPTIONS, ...FLAG_OPTIONS].filter((option) =>
+    option.startsWith("--")
+  );
+  const closest = ours
+    .map((option) => ({ option, distance: editDistance(name, option) }))
+    .sort((a, b) => a.distance - b.distance)[0];
+  if (closest.distance > 2) return;
+  throw usageError(
+    `unknown option: ${name} (did you mean ${closest.option}?)`,
+    `to pass ${name} to codex unchanged, put it after --: secure-codex -- ${first}`,
+  );
+}
+
+/** Computes the Levenshtein distance between two short strings. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j] + 1,
+        current[j - 1] + 1,
+        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length];
 }
 
 /** Returns the settings of a profile; the default profile is the top level. */

@@ -226,3 +226,35 @@ Deno.test("parseOptions rejects misplaced json, force and rekey", () => {
     assert.match(error.message, expected, argv.join(" "));
   }
 });
+
+Deno.test("parseOptions rejects a mistyped option of ours", () => {
+  const cases: [string[], string][] = [
+    [["--stauts"], "--status"],
+    [["--identiy", "/k.txt"], "--identity"],
+    [["--unlok"], "--unlock"],
+    [["--recipient-file=/r.txt"], "--recipients-file"],
+  ];
+  for (const [argv, suggestion] of cases) {
+    const error = usageErrorOf(() => parseOptions(argv, HOME));
+    assert.equal(error.exitCode, 2, argv.join(" "));
+    assert.match(error.message, /^unknown option: --/, argv.join(" "));
+    assert.ok(error.message.includes(`did you mean ${suggestion}?`), argv[0]);
+  }
+});
+
+Deno.test("parseOptions passes codex options and far words through", () => {
+  for (
+    const argv of [
+      ["--model", "o3", "exec", "hi"],
+      ["--search"],
+      ["--no-daemon"],
+      ["--dangerously-bypass-approvals-and-sandbox", "exec", "x"],
+      ["--something-else"],
+      ["--", "--stauts"],
+      ["exec", "--stauts"],
+    ]
+  ) {
+    const options = parseOptions(argv, HOME);
+    assert.equal(options.mode, "run", argv.join(" "));
+  }
+});
