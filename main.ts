@@ -18,6 +18,7 @@ import type { ConfigFile } from "./lib/config.ts";
 import {
   configLocation,
   type Environment,
+  formatDuration,
   HELP_TEXT,
   type Options,
   parseArguments,
@@ -88,6 +89,7 @@ async function openSession(
     uid,
     ageEnv,
     ttlSeconds: options.ttlSeconds,
+    profile: options.profile,
   });
 }
 
@@ -158,8 +160,17 @@ async function run(options: Options): Promise<number> {
           `unlocked: ${session.linkPath} links to ${session.ramCopy} until secure-codex --lock`,
         );
         notice(
-          "plain codex, IDE extensions and codex's daemon can use it now; run secure-codex --watch to save the tokens they refresh",
+          session.readState()?.passphrase
+            ? "plain codex, IDE extensions and codex's daemon can use it now; the store is passphrase-encrypted, so the tokens they refresh are saved by the next secure-codex run on a terminal, not by --watch"
+            : "plain codex, IDE extensions and codex's daemon can use it now; run secure-codex --watch to save the tokens they refresh",
         );
+        if (options.ttlSeconds > 0) {
+          notice(
+            `the session locks ${
+              formatDuration(options.ttlSeconds)
+            } after its unlock, at the next secure-codex start or by --watch`,
+          );
+        }
         return 0;
       case "import": {
         // Loaded only for the commands that use them, so every codex start

@@ -86,6 +86,9 @@ export async function importPlaintext(
     }
 
     await replaceStore(config.store, ciphertext);
+    if (existing !== null) {
+      notice(`replaced the existing store (--force): ${config.store}`);
+    }
     await rememberRecipients(config.store, recipients, config.uid);
     await session.withCodexLock(async () => {
       const fingerprint = await worker.install(session.ramDir);
@@ -122,7 +125,9 @@ export async function importPlaintext(
   warn(
     "the old plaintext may survive in disk blocks, backups, snapshots or a dotfile repository",
     [
-      "for tokens that never touched disk, log in again: secure-codex -- logout, then secure-codex -- login",
+      `for tokens that never touched disk, log in again: ${
+        session.command("-- logout")
+      }, then ${session.command("-- login")}`,
     ],
   );
 }

@@ -113,7 +113,9 @@ export async function rekeyStore(session: Session): Promise<void> {
       warn(
         "the re-encrypted store was not test-decrypted, because no identity was given",
         [
-          "keep the identity for the new recipients at hand; to test it, run secure-codex --identity PATH --status after the next unlock",
+          `to test it: ${
+            session.command("--lock")
+          }, then the same with --identity PATH --unlock, where PATH is an identity for the new recipients`,
         ],
       );
     }

@@ -126,6 +126,8 @@ export interface SessionConfig {
   ageEnv: Record<string, string>;
   /** This run's time to live in seconds; 0 means none. */
   ttlSeconds?: number;
+  /** The profile name, for commands printed in hints; `default` if absent. */
+  profile?: string;
 }
 
 /**
@@ -334,6 +336,29 @@ export class Session {
   }
 
   /**
+   * Builds a secure-codex command line that acts on this session, for hints
+   * the user may paste into another shell: it names the profile, or the
+   * codex home, store and RAM directory when they could differ there.
+   */
+  command(action: string, store = this.config.store): string {
+    const parts = ["secure-codex"];
+    const profile = this.config.profile ?? "default";
+    if (profile !== "default") {
+      parts.push("--profile", profile);
+    } else {
+      parts.push("--real-codex-home", this.config.codexHome);
+    }
+    if (store !== join(this.config.codexHome, "auth.json.age")) {
+      parts.push("--auth-enc", store);
+    }
+    if (this.config.ramDir.source === "--ram-dir") {
+      parts.push("--ram-dir", this.ramDir);
+    }
+    parts.push(action);
+    return parts.join(" ");
+  }
+
+  /**
    * Makes the session usable: reuses a current RAM copy, writes back one that
    * is newer than the store, or decrypts the store into RAM; then makes sure
    * the link exists. The process then counts as a user of the session
@@ -390,7 +415,9 @@ export class Session {
         `the unlocked session belongs to another store: ${state.store}`,
         {
           hints: [
-            `run secure-codex --auth-enc ${state.store} --cleanup to save and close it`,
+            `run ${
+              this.command("--cleanup", state.store)
+            } to save and close it`,
             "then run this command again",
           ],
         },
@@ -564,6 +591,10 @@ export class Session {
             ]
             : /passphrase/.test(error.message) && !hasTerminal()
             ? NON_INTERACTIVE_HINTS
+            : error.message.includes("age not found on PATH")
+            ? [
+              "install age (Debian and Ubuntu: apt-get install age), see README, Requirements",
+            ]
             : [
               "check that the identity files are the ones the store was encrypted to",
               "if age reports a damaged file, restore the store from a backup",
@@ -947,7 +978,11 @@ export class Session {
       }
       reportWriteBack(this, outcome);
       if (outcome.status === "saved") {
-        notice(`saved the changed RAM copy to the store: ${this.config.store}`);
+        notice(
+          `saved the changed RAM copy to the store: ${
+            this.readState()?.store ?? this.config.store
+          }`,
+        );
       }
       if (isSaved(outcome)) return;
       problem = `the RAM copy is not saved in the store: ${this.ramCopy}`;
@@ -1051,7 +1086,7 @@ export function reportWriteBack(
         `refreshed tokens are not saved: the store is passphrase-encrypted and there is no terminal for age's prompt: ${store}`,
         [
           `they stay in RAM at ${session.ramCopy}`,
-          `to save them, run on a terminal: secure-codex --auth-enc ${store} --cleanup`,
+          `to save them, run on a terminal: ${session.command("--cleanup")}`,
           "to save without a passphrase in future, re-encrypt the store to an identity: secure-codex --rekey --recipients-file FILE",
         ],
       );

@@ -69,11 +69,19 @@ async function watchOne(
 ): Promise<void> {
   const { session, label } = watched;
   const log = (message: string) => notice(`watch ${label}: ${message}`);
+  let deferredLogged = false;
   const onOutcome = (outcome: WriteBackOutcome) => {
     if (outcome.status === "saved") {
       log(`saved refreshed tokens to ${session.config.store}`);
     } else if (outcome.status === "gone") {
       // Reported by the loop below, once per disappearance.
+    } else if (outcome.status === "deferred") {
+      if (!deferredLogged) {
+        log(
+          `cannot save refreshed tokens: the store is passphrase-encrypted and needs a terminal; the next secure-codex run on a terminal saves them: ${session.config.store}`,
+        );
+        deferredLogged = true;
+      }
     } else {
       reportWriteBack(session, outcome);
     }

@@ -120,7 +120,10 @@ export async function writeBack(
     if (!options.interactive) return { status: "deferred" };
     if (!hasTerminal()) return { status: "needs-terminal" };
     notice(
-      `the store is passphrase-encrypted: age asks twice for the passphrase to save the refreshed tokens to ${state.store}`,
+      `the store is passphrase-encrypted: type a passphrase twice to save the refreshed tokens to ${state.store}`,
+    );
+    notice(
+      "an empty passphrase makes age generate one and print it once: write it down, it is then the only way to open the store",
     );
     target = { passphrase: true };
   } else {

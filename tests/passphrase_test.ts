@@ -545,7 +545,7 @@ Deno.test("passphrase store saves after codex exits", async () => {
       const screen = await pane.screen();
       assert.doesNotMatch(
         screen,
-        /age asks twice|Enter passphrase|Confirm passphrase/,
+        /type a passphrase twice|Enter passphrase|Confirm passphrase/,
         `write-back asked for a passphrase while codex ran:\n${screen}`,
       );
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -564,7 +564,7 @@ Deno.test("passphrase store saves after codex exits", async () => {
     );
     // codex's output comes before the notice, so age prompted after codex exited.
     const codexOutput = asking.search(/^probe\s+http:/m);
-    const notice = asking.indexOf("age asks twice for the passphrase");
+    const notice = asking.indexOf("type a passphrase twice to save");
     assert.ok(codexOutput >= 0, `codex printed no server list:\n${asking}`);
     assert.ok(
       notice > codexOutput,
@@ -712,7 +712,7 @@ Deno.test("refresh without terminal waits for cleanup", async () => {
     );
     assert.ok(
       result.stderr.includes(
-        `run on a terminal: secure-codex --auth-enc ${fixture.store} --cleanup`,
+        `run on a terminal: secure-codex --real-codex-home ${fixture.codexHome} --cleanup`,
       ),
       result.stderr,
     );
@@ -815,7 +815,7 @@ Deno.test("protected identity prompts only once", async () => {
       1,
       `expected exactly one passphrase prompt; the pane showed:\n${log}`,
     );
-    assert.doesNotMatch(log, /Confirm passphrase|age asks twice/);
+    assert.doesNotMatch(log, /Confirm passphrase|type a passphrase twice/);
 
     assert.deepEqual(
       mock.requests.map((request) => request.refreshToken),
