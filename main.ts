@@ -36,12 +36,35 @@ import {
 } from "./lib/recipients.ts";
 import { WriteBackWatcher } from "./lib/write_back.ts";
 
-/** Resolves the codex home to its canonical path; codex requires that it exists. */
-function canonicalCodexHome(path: string): string {
+/** Tells whether an executable file `name` is in one of the PATH directories. */
+function isOnPath(name: string, path: string | undefined): boolean {
+  for (const directory of (path ?? "").split(":")) {
+    if (directory === "") continue;
+    try {
+      const info = Deno.statSync(`${directory}/${name}`);
+      if (info.isFile && ((info.mode ?? 0) & 0o111) !== 0) return true;
+    } catch {
+      // Not in this directory.
+    }
+  }
+  return false;
+}
+
+/**
+ * Resolves the codex home to its canonical path; codex requires that it
+ * exists. With `create`, a missing home is created with mode 0700.
+ */
+function canonicalCodexHome(path: string, create: boolean): string {
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(path);
   } catch (error) {
+    if (error instanceof Deno.errors.NotFound && create) {
+      // A first login creates the home, as plain codex would.
+      Deno.mkdirSync(path, { mode: 0o700 });
+      notice(`created the codex home: ${path}`);
+      return Deno.realPathSync(path);
+    }
     if (error instanceof Deno.errors.NotFound) {
       throw new CliError(`codex home not found: ${path}`, {
         hints: [
@@ -65,8 +88,9 @@ function canonicalCodexHome(path: string): string {
 async function openSession(
   options: Options,
   ageEnv: Record<string, string>,
+  createHome = false,
 ): Promise<Session> {
-  const codexHome = canonicalCodexHome(options.codexHome);
+  const codexHome = canonicalCodexHome(options.codexHome, createHome);
   const uid = Deno.uid();
   if (uid === null) {
     throw new CliError(
@@ -146,7 +170,21 @@ async function printStatus(
 
 async function run(options: Options): Promise<number> {
   const { env: baseEnv, dropped } = childEnvironment(Deno.env.toObject());
-  const session = await openSession(options, baseEnv);
+  const command = classifyCodexCommand(options.codexArgs);
+  if (options.mode === "run" && !isOnPath("codex", baseEnv.PATH)) {
+    // Checked before the unlock, so a missing codex leaves nothing in RAM.
+    throw new CliError("codex not found on PATH", {
+      hints: [
+        "install it with: npm install -g @openai/codex",
+        "then run secure-codex again",
+      ],
+    });
+  }
+  const session = await openSession(
+    options,
+    baseEnv,
+    options.mode === "run" && command === "login",
+  );
   try {
     switch (options.mode) {
       case "cleanup":
@@ -209,7 +247,6 @@ async function run(options: Options): Promise<number> {
       );
     }
 
-    const command = classifyCodexCommand(options.codexArgs);
     await session.lockIfExpired(options.ttlSeconds, { interactive: true });
     await session.open({ newLogin: command === "login" });
     const watcher = WriteBackWatcher.start(
@@ -257,14 +294,16 @@ async function readConfig(
   try {
     ({ loadConfig } = await import("./lib/config.ts"));
   } catch (error) {
-    // From a URL with a cold cache, the JSONC parser comes from the npm registry.
+    // With a cold cache the JSONC parser comes from the npm registry. Deno's
+    // message spans lines with colour codes, so only its first line is kept.
+    const firstLine = String((error as Error)?.message ?? error)
+      .replace(/\x1b\[[0-9;]*m/g, "")
+      .split("\n")[0];
     throw new CliError(
-      `cannot load the config file parser for ${location.path}: ${
-        (error as Error).message
-      }`,
+      `cannot load the config file parser (npm package jsonc-parser) for ${location.path}: ${firstLine}`,
       {
         hints: [
-          "the config file needs the npm package jsonc-parser; let Deno reach the npm registry once, or run from a clone",
+          "Deno downloads it from the npm registry on first use and caches it; allow that once (check HTTPS_PROXY), then run again",
         ],
       },
     );
