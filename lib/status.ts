@@ -37,6 +37,7 @@ export type FilesystemKind = "tmpfs" | "ramfs" | "other";
 
 /** The kinds of warning {@linkcode collectStatus} reports. */
 export type StatusWarningCode =
+  | "store-not-age"
   | "plaintext-auth-json"
   | "stray-auth-copy"
   | "env-credentials"
@@ -44,6 +45,7 @@ export type StatusWarningCode =
   | "ram-dir-missing"
   | "mcp-credentials-plaintext"
   | "shell-snapshots"
+  | "session-expired"
   | "unsaved-changes";
 
 /** A problem found by {@linkcode collectStatus}. Its message names the fix and no secret. */
@@ -117,6 +119,14 @@ export interface StatusReport {
     unlockedAt: string | null;
     ageSeconds: number | null;
     lastWriteBackAt: string | null;
+    /** The time to live in seconds recorded at unlock, 0 when none was given. */
+    ttlSeconds: number | null;
+    /**
+     * The end of the recorded time to live (`unlockedAt` plus `ttlSeconds`), or
+     * null without one. After it, the next secure-codex start or a running
+     * `--watch` locks the session, and one with a shorter `--ttl` locks it sooner.
+     */
+    locksAt: string | null;
     /** Whether the RAM copy changed since it last matched the store, or null without a session state. */
     unsavedChanges: boolean | null;
   };
@@ -355,6 +365,8 @@ function sessionStatus(
       unlockedAt: null,
       ageSeconds: null,
       lastWriteBackAt: null,
+      ttlSeconds: null,
+      locksAt: null,
       unsavedChanges: null,
     };
   }
@@ -362,6 +374,15 @@ function sessionStatus(
     ? state.unlockedAt
     : null;
   const unlockedMs = unlockedAt === null ? NaN : Date.parse(unlockedAt);
+  // A TTL that is not a positive number counts as none, as it does for locking.
+  const ttlSeconds = typeof state.ttlSeconds === "number" &&
+      Number.isFinite(state.ttlSeconds) && state.ttlSeconds > 0
+    ? state.ttlSeconds
+    : 0;
+  // NaN when the TTL is 0, unlockedAt is invalid or the sum is out of range.
+  const locksMs = ttlSeconds > 0
+    ? new Date(unlockedMs + ttlSeconds * 1000).getTime()
+    : NaN;
   return {
     unlockedAt,
     ageSeconds: Number.isNaN(unlockedMs)
@@ -370,18 +391,31 @@ function sessionStatus(
     lastWriteBackAt: typeof state.lastWriteBackAt === "string"
       ? state.lastWriteBackAt
       : null,
+    ttlSeconds,
+    locksAt: Number.isNaN(locksMs) ? null : new Date(locksMs).toISOString(),
     unsavedChanges: fingerprintOf(ramCopyInfo) !== state.plaintextFingerprint ||
       Boolean(state.pending),
   };
 }
 
-/** Collects the warnings in a fixed order: the link, stray copies, then the other causes. */
+/** Collects the warnings in a fixed order: the store, the link, stray copies, then the other causes. */
 function collectWarnings(
   inputs: StatusInputs,
   report: StatusReport,
 ): StatusWarning[] {
   const warnings: StatusWarning[] = [];
   const home = inputs.codexHome;
+
+  // An unreadable store gets this warning too, because runs fail on it as well.
+  if (report.store.exists && report.store.encryption === null) {
+    warnings.push({
+      code: "store-not-age",
+      message: `the store is not a readable age file: ${inputs.store}; ` +
+        "every secure-codex run fails on it, so restore it from a backup, " +
+        "or move it aside and log in again with secure-codex -- login",
+      path: inputs.store,
+    });
+  }
 
   if (report.link.status === "plaintext-file") {
     warnings.push({
@@ -466,6 +500,18 @@ function collectWarnings(
         "they list every exported variable, secrets included, and a killed codex leaves them behind; " +
         "remove them while no codex runs",
       path: snapshots,
+    });
+  }
+
+  const locksAt = report.session.locksAt;
+  if (locksAt !== null && inputs.now.getTime() >= Date.parse(locksAt)) {
+    warnings.push({
+      code: "session-expired",
+      message:
+        `the session's time to live passed at ${locksAt}, but its RAM copy is still there: ${inputs.ramCopy}; ` +
+        "once no codex runs with it, the next secure-codex start or a running " +
+        "secure-codex --watch locks it, or secure-codex --lock locks it now",
+      path: inputs.ramCopy,
     });
   }
 
@@ -610,6 +656,13 @@ export function formatStatus(report: StatusReport): string {
     ["unlocked at", report.session.unlockedAt ?? "none"],
     ["session age", formatDuration(report.session.ageSeconds)],
     ["last write-back", report.session.lastWriteBackAt ?? "none"],
+    [
+      "time to live",
+      report.session.ttlSeconds
+        ? formatDuration(report.session.ttlSeconds)
+        : "none",
+    ],
+    ["locks at", report.session.locksAt ?? "none"],
     ["unsaved changes", yesNo(report.session.unsavedChanges)],
     ["login", login?.kind ?? (report.state === "locked" ? "none" : "unknown")],
     ["email", login?.email ?? "none"],

@@ -149,6 +149,8 @@ Deno.test("collectStatus reports an empty home as locked", async () => {
         unlockedAt: null,
         ageSeconds: null,
         lastWriteBackAt: null,
+        ttlSeconds: null,
+        locksAt: null,
         unsavedChanges: null,
       },
       login: null,
@@ -174,6 +176,8 @@ Deno.test("collectStatus reports an unlocked session", async () => {
       unlockedAt: "2026-03-01T10:57:55.000Z",
       ageSeconds: 3725,
       lastWriteBackAt: "2026-03-01T11:30:00.000Z",
+      ttlSeconds: 0,
+      locksAt: null,
       unsavedChanges: false,
     });
     assert.deepEqual(report.login, LOGIN);
@@ -391,6 +395,8 @@ Deno.test("collectStatus detects unsaved changes", async () => {
       unlockedAt: null,
       ageSeconds: null,
       lastWriteBackAt: null,
+      ttlSeconds: null,
+      locksAt: null,
       unsavedChanges: null,
     });
   });
@@ -399,7 +405,10 @@ Deno.test("collectStatus detects unsaved changes", async () => {
 Deno.test("collectStatus ignores the state while locked", async () => {
   await withHome(async (home) => {
     unlock(home);
-    const state = sessionState(home, { plaintextFingerprint: "changed" });
+    const state = sessionState(home, {
+      plaintextFingerprint: "changed",
+      ttlSeconds: 60,
+    });
     Deno.removeSync(home.ramCopy);
     const report = await collectStatus(home.inputs({ state }));
     assert.equal(report.state, "locked");
@@ -407,9 +416,111 @@ Deno.test("collectStatus ignores the state while locked", async () => {
       unlockedAt: null,
       ageSeconds: null,
       lastWriteBackAt: null,
+      ttlSeconds: null,
+      locksAt: null,
       unsavedChanges: null,
     });
     assert.deepEqual(codes(report), []);
+  });
+});
+
+Deno.test("collectStatus reports the time to live", async () => {
+  await withHome(async (home) => {
+    unlock(home);
+    const sessionOf = async (overrides: Partial<SessionState>) =>
+      (await collectStatus(
+        home.inputs({ state: sessionState(home, overrides) }),
+      )).session;
+
+    const hour = await sessionOf({ ttlSeconds: 3600 });
+    assert.equal(hour.ttlSeconds, 3600);
+    assert.equal(hour.locksAt, "2026-03-01T11:57:55.000Z");
+
+    // An absent or 0 TTL means none, and so does a value that session.json
+    // should not contain.
+    const none: Partial<SessionState>[] = [
+      {},
+      { ttlSeconds: 0 },
+      { ttlSeconds: -5 },
+      { ttlSeconds: "3600" as unknown as number },
+    ];
+    for (const overrides of none) {
+      const session = await sessionOf(overrides);
+      assert.equal(session.ttlSeconds, 0, JSON.stringify(overrides));
+      assert.equal(session.locksAt, null, JSON.stringify(overrides));
+    }
+
+    const badTime = await sessionOf({ unlockedAt: "soon", ttlSeconds: 3600 });
+    assert.equal(badTime.ttlSeconds, 3600);
+    assert.equal(badTime.locksAt, null);
+
+    const state = sessionState(home, { ttlSeconds: 3600 });
+    Deno.removeSync(home.ramCopy);
+    const locked = (await collectStatus(home.inputs({ state }))).session;
+    assert.equal(locked.ttlSeconds, null);
+    assert.equal(locked.locksAt, null);
+  });
+});
+
+Deno.test("collectStatus warns about an expired session", async () => {
+  await withHome(async (home) => {
+    unlock(home);
+    // unlockedAt is 3725 s before now.
+    const reportWith = async (ttlSeconds?: number) =>
+      await collectStatus(home.inputs({
+        state: sessionState(home, { ttlSeconds }),
+      }));
+
+    const expired = await reportWith(3600);
+    assert.deepEqual(codes(expired), ["session-expired"]);
+    const [warning] = warningsOf(expired, "session-expired");
+    assert.equal(warning.path, home.ramCopy);
+    assert.match(warning.message, /time to live passed at 2026-03-01T11:57:55/);
+    assert.match(warning.message, /secure-codex --lock locks it now/);
+
+    // The session locks at the instant its time to live ends.
+    const atTheEnd = await reportWith(3725);
+    assert.deepEqual(codes(atTheEnd), ["session-expired"]);
+
+    for (const ttlSeconds of [3726, 7200, 0, undefined]) {
+      const report = await reportWith(ttlSeconds);
+      assert.deepEqual(codes(report), [], String(ttlSeconds));
+    }
+
+    const state = sessionState(home, { ttlSeconds: 3600 });
+    Deno.removeSync(home.ramCopy);
+    const locked = await collectStatus(home.inputs({ state }));
+    assert.deepEqual(codes(locked), []);
+  });
+});
+
+Deno.test("collectStatus warns about a store that is not age", async () => {
+  await withHome(async (home) => {
+    assert.deepEqual(codes(await collectStatus(home.inputs())), []);
+
+    Deno.writeTextFileSync(home.store, '{"OPENAI_API_KEY":"sk-plain"}');
+    const report = await collectStatus(home.inputs());
+    assert.deepEqual(codes(report), ["store-not-age"]);
+    const [warning] = warningsOf(report, "store-not-age");
+    assert.equal(warning.path, home.store);
+    assert.ok(warning.message.includes(home.store));
+    assert.match(warning.message, /secure-codex -- login/);
+    assert.ok(!JSON.stringify(report).includes("sk-plain"));
+
+    Deno.removeSync(home.store);
+    Deno.mkdirSync(home.store);
+    const directory = await collectStatus(home.inputs());
+    assert.deepEqual(codes(directory), ["store-not-age"]);
+
+    Deno.removeSync(home.store);
+    Deno.writeTextFileSync(
+      home.store,
+      "age-encryption.org/v1\n-> X25519 c2FsdHNhbHRzYWx0c2FsdA\n" +
+        "ZmFrZWZha2VmYWtlZmFrZWZha2VmYWtlZmFrZWZha2U\n--- bWFj\n",
+    );
+    const age = await collectStatus(home.inputs());
+    assert.equal(age.store.encryption, "recipients");
+    assert.deepEqual(codes(age), []);
   });
 });
 
@@ -693,6 +804,8 @@ Deno.test("collectStatus report has the documented shape", async () => {
       "unlockedAt",
       "ageSeconds",
       "lastWriteBackAt",
+      "ttlSeconds",
+      "locksAt",
       "unsavedChanges",
     ]);
     assert.deepEqual(Object.keys(report.warnings[0]), [
@@ -716,10 +829,16 @@ Deno.test("warning messages follow the message rules", async () => {
     Deno.writeTextFileSync(join(home.home, ".credentials.json"), "{}");
     Deno.mkdirSync(join(home.home, "shell_snapshots"));
     Deno.writeTextFileSync(join(home.home, "shell_snapshots", "a.sh"), "");
-    const report = await collectStatus(
-      home.inputs({ env: { CODEX_API_KEY: "sk-x" } }),
-    );
+    Deno.writeTextFileSync(home.store, "not age");
+    // The RAM copy exists without a link, because auth.json is the file above.
+    Deno.mkdirSync(home.ramDir);
+    Deno.writeTextFileSync(home.ramCopy, "{}");
+    const report = await collectStatus(home.inputs({
+      env: { CODEX_API_KEY: "sk-x" },
+      state: sessionState(home, { ttlSeconds: 60 }),
+    }));
     assert.deepEqual(codes(report), [
+      "store-not-age",
       "plaintext-auth-json",
       "stray-auth-copy",
       "stray-auth-copy",
@@ -727,6 +846,7 @@ Deno.test("warning messages follow the message rules", async () => {
       "credentials-store-not-file",
       "mcp-credentials-plaintext",
       "shell-snapshots",
+      "session-expired",
     ]);
     for (const { code, message } of report.warnings) {
       assert.doesNotMatch(message, /^[A-Z][a-z]/, code);
@@ -745,7 +865,7 @@ Deno.test("formatStatus prints one line per field", async () => {
     unlock(home);
     Deno.writeTextFileSync(join(home.home, "auth.json.bak"), "");
     const report = await collectStatus(home.inputs({
-      state: sessionState(home),
+      state: sessionState(home, { ttlSeconds: 5400 }),
       login: LOGIN,
       recipientsSource: "identity",
       identityRecipients: ["age1one", "age1two"],
@@ -760,6 +880,8 @@ Deno.test("formatStatus prints one line per field", async () => {
     assert.ok(lines.includes("recipients: age1one, age1two"));
     assert.ok(lines.includes("link status: ok"));
     assert.ok(lines.includes("session age: 1h 2m"));
+    assert.ok(lines.includes("time to live: 1h 30m"));
+    assert.ok(lines.includes("locks at: 2026-03-01T12:27:55.000Z"));
     assert.ok(lines.includes("unsaved changes: no"));
     assert.ok(lines.includes("email: dev@example.com"));
     assert.ok(lines.includes("plan: plus"));
@@ -781,6 +903,8 @@ Deno.test("formatStatus shows a locked home", async () => {
     assert.ok(lines.includes("login: none"));
     assert.ok(lines.includes("RAM directory filesystem: unknown"));
     assert.ok(lines.includes("session age: unknown"));
+    assert.ok(lines.includes("time to live: none"));
+    assert.ok(lines.includes("locks at: none"));
     assert.ok(lines.includes("unsaved changes: unknown"));
     assert.ok(lines.includes("warnings: none"));
   });

@@ -44,6 +44,8 @@ interface Report {
     unlockedAt: string | null;
     ageSeconds: number | null;
     lastWriteBackAt: string | null;
+    ttlSeconds: number | null;
+    locksAt: string | null;
     unsavedChanges: boolean | null;
   };
   login: {
@@ -238,6 +240,13 @@ async function runStatus(
   );
   assert.equal(fields.get("link status"), report.link.status);
   assert.equal(fields.get("link target"), report.link.target ?? "none");
+  assert.equal(fields.get("locks at"), report.session.locksAt ?? "none");
+  // The text form shows no TTL, and only no TTL, as "none".
+  if (report.session.ttlSeconds) {
+    assert.notEqual(fields.get("time to live"), "none");
+  } else {
+    assert.equal(fields.get("time to live"), "none");
+  }
   assert.equal(
     fields.get("login"),
     report.login?.kind ?? (report.state === "locked" ? "none" : "unknown"),
@@ -286,6 +295,8 @@ function assertLocked(report: Report): void {
     unlockedAt: null,
     ageSeconds: null,
     lastWriteBackAt: null,
+    ttlSeconds: null,
+    locksAt: null,
     unsavedChanges: null,
   });
   assert.equal(report.login, null);
@@ -551,6 +562,9 @@ Deno.test(
     assert.ok(ageSeconds >= 1);
     // The store was decrypted and not written since.
     assert.equal(report.session.lastWriteBackAt, null);
+    // No --ttl, SECURE_CODEX_TTL or config file ttl was given.
+    assert.equal(report.session.ttlSeconds, 0);
+    assert.equal(report.session.locksAt, null);
     assert.equal(report.session.unsavedChanges, false);
 
     assert.deepEqual(report.login, {
@@ -566,6 +580,7 @@ Deno.test(
     assert.equal(status.fields.get("RAM directory filesystem"), "tmpfs");
     assert.equal(status.fields.get("unsaved changes"), "no");
     assert.equal(status.fields.get("last write-back"), "none");
+    assert.equal(status.fields.get("time to live"), "none");
   }),
 );
 
@@ -595,6 +610,47 @@ Deno.test(
     });
     assert.deepEqual(report.warnings, []);
     assertAbsent(status, [key, fixture.canary, key.slice(0, 12)]);
+  }),
+);
+
+Deno.test(
+  "status: --unlock --ttl 2s, then expired",
+  withFixture(async (fixture, paths) => {
+    await fixture.writeStore(knownLogin(fixture).auth);
+    const unlocked = await fixture.run(["--unlock", "--ttl", "2s"]);
+    assert.equal(unlocked.code, 0, unlocked.stderr);
+
+    const fresh = await runStatus(fixture);
+    assertPaths(fresh.report, paths);
+    assertUnlocked(fresh.report, paths);
+    const { unlockedAt, locksAt } = fresh.report.session;
+    assert.ok(unlockedAt !== null, "unlockedAt is null");
+    assert.equal(fresh.report.session.ttlSeconds, 2);
+    assert.equal(
+      locksAt,
+      new Date(Date.parse(unlockedAt) + 2000).toISOString(),
+    );
+    assert.equal(fresh.fields.get("time to live"), "2s");
+    const locksMs = Date.parse(locksAt);
+    // Checked only when the status finished in time, so a slow machine
+    // does not fail the test.
+    if (fresh.finishedMs < locksMs) {
+      assert.deepEqual(codes(fresh.report), []);
+    }
+
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.max(0, locksMs + 200 - Date.now()))
+    );
+    // A status reports the expiry but leaves the locking to other runs.
+    const expired = await runStatus(fixture);
+    assertUnlocked(expired.report, paths);
+    assert.equal(expired.report.session.ttlSeconds, 2);
+    assert.equal(expired.report.session.locksAt, locksAt);
+    assert.deepEqual(codes(expired.report), ["session-expired"]);
+    const [warning] = expired.report.warnings;
+    assert.equal(warning.path, paths.ramCopy);
+    assert.ok(warning.message.includes(locksAt), warning.message);
+    assert.ok(warning.message.includes("secure-codex --lock"), warning.message);
   }),
 );
 
@@ -827,7 +883,10 @@ Deno.test(
     });
     assert.equal(fields.get("store exists"), "yes");
     assert.equal(fields.get("store armored"), "unknown");
-    assert.deepEqual(report.warnings, []);
+    assert.deepEqual(codes(report), ["store-not-age"]);
+    assert.equal(report.warnings[0].path, paths.store);
+    assert.ok(report.warnings[0].message.includes(paths.store));
+    assert.ok(report.warnings[0].message.includes("secure-codex -- login"));
   }),
 );
 
