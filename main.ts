@@ -28,12 +28,7 @@ import {
 import { CliError, notice, printError, printOut } from "./lib/output.ts";
 import { chooseRamDir, sessionId } from "./lib/ram_dir.ts";
 import { reportWriteBack, Session } from "./lib/session.ts";
-import type { LoginSummary } from "./lib/login_summary.ts";
 import { lstatOrNull } from "./lib/ram_dir.ts";
-import {
-  besideRecipientsPath,
-  type ResolvedRecipients,
-} from "./lib/recipients.ts";
 import { WriteBackWatcher } from "./lib/write_back.ts";
 
 /** Tells whether an executable file `name` is in one of the PATH directories. */
@@ -117,50 +112,19 @@ async function openSession(
   });
 }
 
-/**
- * Prints the session's status. The worker reads the RAM copy only when one
- * exists, and returns its non-secret facts.
- */
+/** Prints the session's status, as text or JSON. */
 async function printStatus(
   session: Session,
   options: { json: boolean },
 ): Promise<void> {
-  const state = session.readState();
-  // While locked there is no state: the identity files give the recipients.
-  const identityRecipients = state?.recipients.length
-    ? state.recipients
-    : await session.findIdentityRecipients();
-  let recipients: ResolvedRecipients;
-  try {
-    recipients = session.recipientsFor(identityRecipients);
-  } catch {
-    // A damaged recipients file is still named; its valid lines are listed.
-    const flag = session.config.recipientsFile;
-    recipients = {
-      source: flag === undefined ? "beside-store" : "--recipients-file",
-      path: flag ?? besideRecipientsPath(session.config.store),
-      list: [],
-    };
-  }
-  let login: LoginSummary | null = null;
-  if (lstatOrNull(session.ramCopy)?.isFile) {
-    login = await session.worker().summary(session.ramDir);
-  }
-  const { collectStatus, formatStatus } = await import("./lib/status.ts");
-  const report = await collectStatus({
-    codexHome: session.config.codexHome,
-    store: session.config.store,
-    recipientsFile: recipients.path,
-    recipientsSource: recipients.source,
-    identityRecipients,
-    ramDir: session.ramDir,
-    linkPath: session.linkPath,
-    ramCopy: session.ramCopy,
-    env: Deno.env.toObject(),
-    now: new Date(),
-    state,
-    login,
-  });
+  const { collectSessionStatus, formatStatus } = await import(
+    "./lib/status.ts"
+  );
+  const report = await collectSessionStatus(
+    session,
+    Deno.env.toObject(),
+    new Date(),
+  );
   printOut(
     options.json
       ? JSON.stringify(report, null, 2) + "\n"

@@ -14,12 +14,16 @@
  * @module
  */
 
-import type { RecipientsSource } from "./recipients.ts";
+import {
+  besideRecipientsPath,
+  type RecipientsSource,
+  type ResolvedRecipients,
+} from "./recipients.ts";
 import { basename, dirname, join } from "./path.ts";
 import { inspectLink, type LinkState } from "./link.ts";
 import type { LoginSummary } from "./login_summary.ts";
 import { lstatOrNull, RAMFS_MAGIC, TMPFS_MAGIC } from "./ram_dir.ts";
-import type { SessionState } from "./session.ts";
+import type { Session, SessionState } from "./session.ts";
 import { MAX_KEY_FILE_BYTES, parseStoreHeader } from "./store.ts";
 import { fingerprintOf } from "./worker.ts";
 
@@ -697,4 +701,56 @@ function formatDuration(seconds: number | null): string {
   return units.slice(first, first + 2).map(([unit, amount]) =>
     `${amount}${unit}`
   ).join(" ");
+}
+
+/**
+ * Collects the status of a session as this process sees it. The worker reads
+ * the RAM copy only when one exists, and returns only its non-secret facts.
+ * While locked, the identity files give the recipients.
+ *
+ * @example
+ * ```ts
+ * const report = await collectSessionStatus(session, Deno.env.toObject(), new Date());
+ * console.log(report.state);
+ * ```
+ */
+export async function collectSessionStatus(
+  session: Session,
+  env: Readonly<Record<string, string | undefined>>,
+  now: Date,
+): Promise<StatusReport> {
+  const state = session.readState();
+  const identityRecipients = state?.recipients.length
+    ? state.recipients
+    : await session.findIdentityRecipients();
+  let recipients: ResolvedRecipients;
+  try {
+    recipients = session.recipientsFor(identityRecipients);
+  } catch {
+    // A damaged recipients file is still named; its valid lines are listed.
+    const flag = session.config.recipientsFile;
+    recipients = {
+      source: flag === undefined ? "beside-store" : "--recipients-file",
+      path: flag ?? besideRecipientsPath(session.config.store),
+      list: [],
+    };
+  }
+  let login: LoginSummary | null = null;
+  if (lstatOrNull(session.ramCopy)?.isFile) {
+    login = await session.worker().summary(session.ramDir);
+  }
+  return await collectStatus({
+    codexHome: session.config.codexHome,
+    store: session.config.store,
+    recipientsFile: recipients.path,
+    recipientsSource: recipients.source,
+    identityRecipients,
+    ramDir: session.ramDir,
+    linkPath: session.linkPath,
+    ramCopy: session.ramCopy,
+    env,
+    now,
+    state,
+    login,
+  });
 }
