@@ -261,6 +261,7 @@ async function readConfig(
     // With a cold cache the JSONC parser comes from the npm registry. Deno's
     // message spans lines with colour codes, so only its first line is kept.
     const firstLine = String((error as Error)?.message ?? error)
+      // deno-lint-ignore no-control-regex
       .replace(/\x1b\[[0-9;]*m/g, "")
       .split("\n")[0];
     throw new CliError(

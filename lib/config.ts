@@ -30,12 +30,7 @@
 // A run from a URL ignores deno.json and its import map, so the package is
 // named in full here; deno.lock pins it for runs from a clone.
 // deno-lint-ignore no-import-prefix
-import {
-  type Node,
-  type ParseError,
-  parseTree,
-  printParseErrorCode,
-} from "npm:jsonc-parser@3.3.1";
+import * as jsonc from "npm:jsonc-parser@3.3.1";
 import { dirname, isAbsolute, join, resolve } from "./path.ts";
 import { CliError } from "./output.ts";
 import { isValidProfileName, parseDuration } from "./options.ts";
@@ -120,8 +115,8 @@ export function parseConfig(
     );
   };
 
-  const errors: ParseError[] = [];
-  const root = parseTree(text, errors, {
+  const errors: jsonc.ParseError[] = [];
+  const root = jsonc.parseTree(text, errors, {
     allowTrailingComma: true,
     disallowComments: false,
   });
@@ -129,7 +124,7 @@ export function parseConfig(
     const first = errors[0];
     fail(
       first.offset,
-      `JSONC syntax error: ${printParseErrorCode(first.error)}`,
+      `JSONC syntax error: ${jsonc.printParseErrorCode(first.error)}`,
     );
   }
   if (root === undefined || root.type !== "object") {
@@ -137,7 +132,7 @@ export function parseConfig(
   }
 
   const baseDir = dirname(path);
-  const toPath = (node: Node, key: string): string => {
+  const toPath = (node: jsonc.Node, key: string): string => {
     if (node.type !== "string" || node.value === "") {
       fail(node.offset, `"${key}" must be a non-empty string (a path)`);
     }
@@ -152,12 +147,12 @@ export function parseConfig(
   };
 
   const readSettings = (
-    object: Node,
+    object: jsonc.Node,
     where: string,
     allowProfiles: boolean,
   ) => {
     const settings: ProfileSettings = {};
-    let profilesNode: Node | undefined;
+    let profilesNode: jsonc.Node | undefined;
     for (const property of object.children ?? []) {
       const [keyNode, valueNode] = property.children ?? [];
       const key = keyNode.value as string;
