@@ -159,7 +159,9 @@ async function run(options: Options): Promise<number> {
         await session.open({ newLogin: false });
         session.release();
         notice(
-          `unlocked: ${session.linkPath} links to ${session.ramCopy} until secure-codex --lock`,
+          `unlocked: ${session.linkPath} links to ${session.ramCopy} until ${
+            session.command("--lock")
+          }`,
         );
         notice(
           session.readState()?.passphrase

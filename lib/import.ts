@@ -142,7 +142,7 @@ function checkImportSource(session: Session): void {
     case "ours":
       throw new CliError(
         `nothing to import: ${linkPath} is already the link into RAM`,
-        { hints: ["run secure-codex --status to see the session"] },
+        { hints: [`run ${session.command("--status")} to see the session`] },
       );
     case "missing":
       throw new CliError(`nothing to import: ${linkPath} does not exist`, {

@@ -70,7 +70,9 @@ export function checkLink(
         hints: [
           "secure-codex replaces it with a link into RAM only when the path is free, and never overwrites it",
           `if ${store} already holds this login: move ${linkPath} away, then securely delete it`,
-          `to encrypt it into the store and replace it with the link: secure-codex --import (add --force to replace ${store})`,
+          storeExists(store)
+            ? `to encrypt it into the store and link it: run secure-codex --import --force with this command's secure-codex options and no codex arguments (--force replaces ${store})`
+            : "to encrypt it into the store and link it: run secure-codex --import with this command's secure-codex options and no codex arguments",
         ],
       });
     case "elsewhere":
@@ -90,6 +92,15 @@ export function checkLink(
           hints: [`remove it, then run secure-codex again`],
         },
       );
+  }
+}
+
+function storeExists(store: string): boolean {
+  try {
+    Deno.lstatSync(store);
+    return true;
+  } catch {
+    return false;
   }
 }
 

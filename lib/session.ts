@@ -354,8 +354,9 @@ export class Session {
     if (this.config.ramDir.source === "--ram-dir") {
       parts.push("--ram-dir", this.ramDir);
     }
-    parts.push(action);
-    return parts.join(" ");
+    // Actions are literal words from this program, never user input.
+    if (action !== "") parts.push(...action.split(" "));
+    return parts.map(shellQuote).join(" ");
   }
 
   /**
@@ -555,7 +556,7 @@ export class Session {
     if (header.passphrase && !hasTerminal()) {
       throw new CliError(
         `the store is passphrase-encrypted and there is no terminal to ask for the passphrase: ${this.config.store}`,
-        { hints: NON_INTERACTIVE_HINTS },
+        { hints: nonInteractiveHints(this) },
       );
     }
     if (!header.passphrase && this.config.identities.length === 0) {
@@ -590,7 +591,7 @@ export class Session {
               "enter the passphrase the store was encrypted with, on a terminal",
             ]
             : /passphrase/.test(error.message) && !hasTerminal()
-            ? NON_INTERACTIVE_HINTS
+            ? nonInteractiveHints(this)
             : error.message.includes("age not found on PATH")
             ? [
               "install age (Debian and Ubuntu: apt-get install age), see README, Requirements",
@@ -934,7 +935,9 @@ export class Session {
           `codex is still running with this session: ${this.ramDir}`,
           {
             hints: [
-              "exit those codex sessions first, then run --cleanup again",
+              `exit those codex sessions first, then run ${
+                this.command("--cleanup")
+              } again`,
               "or set SECURE_CODEX_KEEP=false so the last one removes the RAM copy",
             ],
           },
@@ -990,7 +993,9 @@ export class Session {
     if (!force) {
       throw new CliError(problem, {
         hints: [
-          "fix the problem above and run --cleanup again, so the tokens are saved first",
+          `fix the problem above and run ${
+            this.command("--cleanup")
+          } again, so the tokens are saved first`,
           "or run secure-codex --cleanup --force to remove the RAM copy without saving it",
         ],
       });
@@ -1023,11 +1028,24 @@ function isSaved(outcome: WriteBackOutcome): boolean {
     outcome.status === "absent";
 }
 
-/** What to do instead of a passphrase prompt when no terminal exists. */
-const NON_INTERACTIVE_HINTS = [
-  "run the command once on a terminal; the session then stays unlocked (SECURE_CODEX_KEEP=true) for later runs without one",
-  "or encrypt the store to an age identity file without a passphrase: secure-codex --rekey --recipients-file FILE, then pass --identity PATH",
-];
+/** Builds what to do instead of a passphrase prompt when no terminal exists. */
+function nonInteractiveHints(session: Session): string[] {
+  return [
+    "run the command once on a terminal; the session then stays unlocked (SECURE_CODEX_KEEP=true) for later runs without one",
+    `or encrypt the store to an age identity file without a passphrase: ${
+      session.command("--rekey --recipients-file FILE --identity PATH")
+    }, then pass --identity PATH`,
+  ];
+}
+
+/**
+ * Quotes a word for a POSIX shell when it contains anything but safe
+ * characters, so a printed command can be pasted as it is.
+ */
+function shellQuote(word: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
 
 /** Tells whether a path exists, without following a symlink there. */
 function pathExists(path: string): boolean {

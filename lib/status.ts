@@ -81,6 +81,11 @@ export interface StatusInputs {
   state: SessionState | null;
   /** The worker's summary of the RAM copy, when there is one. */
   login: LoginSummary | null;
+  /**
+   * Builds the secure-codex command that acts on this session, for the
+   * commands warnings suggest; plain `secure-codex ACTION` if absent.
+   */
+  command?: (action: string) => string;
 }
 
 /**
@@ -409,6 +414,7 @@ function collectWarnings(
 ): StatusWarning[] {
   const warnings: StatusWarning[] = [];
   const home = inputs.codexHome;
+  const command = inputs.command ?? ((action) => `secure-codex ${action}`);
 
   // An unreadable store gets this warning too, because runs fail on it as well.
   if (report.store.exists && report.store.encryption === null) {
@@ -416,7 +422,7 @@ function collectWarnings(
       code: "store-not-age",
       message: `the store is not a readable age file: ${inputs.store}; ` +
         "every secure-codex run fails on it, so restore it from a backup, " +
-        "or move it aside and log in again with secure-codex -- login",
+        `or move it aside and log in again with ${command("-- login")}`,
       path: inputs.store,
     });
   }
@@ -426,8 +432,10 @@ function collectWarnings(
       code: "plaintext-auth-json",
       message:
         `auth.json is a plaintext file on disk, not a link into RAM: ${inputs.linkPath}; ` +
-        "run secure-codex, which adopts it into the store or prints how to resolve it, " +
-        "and treat its tokens as exposed: run secure-codex -- logout, then secure-codex -- login",
+        `run ${command("--import")} to move it into the store, ` +
+        `and treat its tokens as exposed: run ${command("-- logout")}, then ${
+          command("-- login")
+        }`,
       path: inputs.linkPath,
     });
   }
@@ -475,7 +483,9 @@ function collectWarnings(
       code: "ram-dir-missing",
       message:
         `the auth.json link points into a RAM directory that does not exist: ${inputs.ramDir}; ` +
-        "codex cannot save refreshed tokens there, so run secure-codex to unlock the store again",
+        `codex cannot save refreshed tokens there, so run ${
+          command("--unlock")
+        } to unlock the store again`,
       path: inputs.ramDir,
     });
   }
@@ -514,7 +524,7 @@ function collectWarnings(
       message:
         `the session's time to live passed at ${locksAt}, but its RAM copy is still there: ${inputs.ramCopy}; ` +
         "once no codex runs with it, the next secure-codex start or a running " +
-        "secure-codex --watch locks it, or secure-codex --lock locks it now",
+        `secure-codex --watch locks it, or ${command("--lock")} locks it now`,
       path: inputs.ramCopy,
     });
   }
@@ -525,7 +535,7 @@ function collectWarnings(
       message:
         `the RAM copy has changes that are not saved to the store: ${inputs.ramCopy}; ` +
         "the next secure-codex run saves them unless the store changed too, " +
-        "and secure-codex --cleanup saves them and removes the RAM copy",
+        `and ${command("--cleanup")} saves them and removes the RAM copy`,
       path: inputs.ramCopy,
     });
   }
@@ -752,5 +762,6 @@ export async function collectSessionStatus(
     now,
     state,
     login,
+    command: (action) => session.command(action),
   });
 }

@@ -106,7 +106,11 @@ export async function writeBack(
 
   let recipients: string[];
   try {
-    recipients = session.recipientsFor(state.recipients).list;
+    // A passphrase store stays one: the identities a user happens to have
+    // configured do not silently replace its passphrase. Only a recipients
+    // file (a flag, or one beside the store from a rekey) changes that.
+    recipients = session.recipientsFor(state.passphrase ? [] : state.recipients)
+      .list;
   } catch (error) {
     if (error instanceof CliError) {
       return { status: "failed", reason: error.message };

@@ -694,13 +694,15 @@ Deno.test("refresh without terminal waits for cleanup", async () => {
     assert.equal(unlocked.code, 0, unlocked.screen);
     assert.equal(await ramRefreshToken(fixture), "rt-1");
 
-    // This run has no terminal and reuses the RAM copy. codex refreshes.
+    // This run has no terminal and reuses the RAM copy. codex refreshes. It
+    // names an identity too, whose public key must not silently replace the
+    // store's passphrase.
     const result = await runCommand("setsid", [
       SECURE_CODEX,
       "--",
       "mcp",
       "list",
-    ], { env });
+    ], { env: { ...env, SECURE_CODEX_IDENTITY: fixture.identity } });
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(
       mock.requests.map((request) => request.refreshToken),

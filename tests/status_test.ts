@@ -650,7 +650,12 @@ Deno.test(
     const [warning] = expired.report.warnings;
     assert.equal(warning.path, paths.ramCopy);
     assert.ok(warning.message.includes(locksAt), warning.message);
-    assert.ok(warning.message.includes("secure-codex --lock"), warning.message);
+    assert.ok(
+      warning.message.includes(
+        `secure-codex --real-codex-home ${fixture.codexHome} --lock`,
+      ),
+      warning.message,
+    );
   }),
 );
 
@@ -886,7 +891,14 @@ Deno.test(
     assert.deepEqual(codes(report), ["store-not-age"]);
     assert.equal(report.warnings[0].path, paths.store);
     assert.ok(report.warnings[0].message.includes(paths.store));
-    assert.ok(report.warnings[0].message.includes("secure-codex -- login"));
+    // The suggested command names this codex home, so it acts on this login
+    // when pasted into another shell.
+    assert.ok(
+      report.warnings[0].message.includes(
+        `secure-codex --real-codex-home ${paths.codexHome} -- login`,
+      ),
+      report.warnings[0].message,
+    );
   }),
 );
 
