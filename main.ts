@@ -158,6 +158,7 @@ async function run(options: Options): Promise<number> {
         await session.lockIfExpired(options.ttlSeconds, { interactive: true });
         await session.open({ newLogin: false });
         session.release();
+        await session.recordTtl(options.ttlSeconds);
         notice(
           `unlocked: ${session.linkPath} links to ${session.ramCopy} until ${
             session.command("--lock")
@@ -337,7 +338,11 @@ async function main(): Promise<number> {
       printOut(`secure-codex ${denoConfig.version}\n`);
       return 0;
     }
-    const config = await readConfig(parsed, env);
+    // Completion scripts do not depend on the config, and a shell sources
+    // them at every start: a broken config file must not break that.
+    const config = parsed.modeFlags[0] === "--completions"
+      ? null
+      : await readConfig(parsed, env);
     const options = resolveOptions(parsed, env, config);
     switch (options.mode) {
       case "completions": {

@@ -73,6 +73,32 @@ const KEYS: Readonly<
   ttl: { field: "ttlSeconds", kind: "duration" },
 };
 
+/** Words for jsonc-parser's error codes; its own names read like `CommaExpected`. */
+const PARSE_ERRORS: Readonly<Record<string, string>> = {
+  InvalidSymbol: "invalid character",
+  InvalidNumberFormat: "invalid number",
+  PropertyNameExpected: "expected a quoted key",
+  ValueExpected: "expected a value",
+  ColonExpected: 'expected ":" after the key',
+  CommaExpected:
+    'expected "," between entries (the position is where the next one starts)',
+  CloseBraceExpected: 'expected "}"',
+  CloseBracketExpected: 'expected "]"',
+  EndOfFileExpected: "expected the end of the file after the top-level object",
+  InvalidCommentToken: "invalid comment",
+  UnexpectedEndOfComment: "comment is not closed",
+  UnexpectedEndOfString: "string is not closed",
+  UnexpectedEndOfNumber: "number is not complete",
+  InvalidUnicode: "invalid \\u escape",
+  InvalidEscapeCharacter: "invalid escape",
+  InvalidCharacter: "invalid character in a string",
+};
+
+function describeParseError(code: jsonc.ParseErrorCode): string {
+  const name = jsonc.printParseErrorCode(code);
+  return PARSE_ERRORS[name] ?? name;
+}
+
 /** Converts an offset in `text` into a 1-based line and column. */
 function lineAndColumn(text: string, offset: number): string {
   let line = 1;
@@ -124,7 +150,7 @@ export function parseConfig(
     const first = errors[0];
     fail(
       first.offset,
-      `JSONC syntax error: ${jsonc.printParseErrorCode(first.error)}`,
+      `JSONC syntax error: ${describeParseError(first.error)}`,
     );
   }
   if (root === undefined || root.type !== "object") {

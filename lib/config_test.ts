@@ -530,13 +530,13 @@ const POSITION_CASES: [string, string, string, RegExp][] = [
     "syntax: missing comma",
     lines("{", '  "keep": true', '  "ttl": "1h"', "}"),
     "3:3",
-    /^JSONC syntax error: CommaExpected$/,
+    /^JSONC syntax error: expected "," between entries/,
   ],
   [
     "syntax: bad literal after a comment",
     lines("{", "  // fine so far", '  "keep": tru,', "}"),
     "3:11",
-    /^JSONC syntax error: InvalidSymbol$/,
+    /^JSONC syntax error: invalid character$/,
   ],
   [
     "unknown top-level key",
@@ -1060,4 +1060,17 @@ Deno.test("loadConfig rejects a config others can write", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("configLocation rejects a codex setting as --config", () => {
+  let error: unknown;
+  try {
+    configLocation(parseArguments(["--config", "model=o3"]), { HOME });
+  } catch (caught) {
+    error = caught;
+  }
+  assert.ok(error instanceof CliError);
+  assert.equal(error.exitCode, 2);
+  assert.match(error.message, /not a codex setting: model=o3$/);
+  assert.match(error.hints[0], /use -c model=o3/);
 });

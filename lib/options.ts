@@ -394,7 +394,15 @@ export function configLocation(
   parsed: ParsedArguments,
   env: Environment,
 ): { path: string; explicit: boolean } | null {
-  const named = parsed.values["--config"] ?? nonEmpty(env.SECURE_CODEX_CONFIG);
+  const flag = parsed.values["--config"];
+  if (flag !== undefined && /^[A-Za-z0-9_.-]+=/.test(flag)) {
+    // codex has a --config too, which takes key=value.
+    throw usageError(
+      `--config takes the path of secure-codex's config file, not a codex setting: ${flag}`,
+      `for codex's setting, use -c ${flag}, or put --config ${flag} after --`,
+    );
+  }
+  const named = flag ?? nonEmpty(env.SECURE_CODEX_CONFIG);
   if (named !== undefined) {
     return { path: absolutePath(named, env.HOME), explicit: true };
   }

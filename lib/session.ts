@@ -914,6 +914,21 @@ export class Session {
   }
 
   /**
+   * Records a new time to live for an unlocked session, counted from its
+   * unlock, so `--unlock --ttl` on a session that is already unlocked
+   * replaces the TTL it had (0 removes it).
+   */
+  async recordTtl(ttlSeconds: number): Promise<void> {
+    await this.withLock(() => {
+      const state = this.readState();
+      if (state !== null && (state.ttlSeconds ?? 0) !== ttlSeconds) {
+        this.writeState({ ...state, ttlSeconds });
+      }
+      return Promise.resolve();
+    });
+  }
+
+  /**
    * Stops counting this process as a user of the session, for `--unlock`,
    * which leaves the session unlocked for programs that run codex themselves.
    */

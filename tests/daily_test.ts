@@ -748,3 +748,29 @@ Deno.test("list-profiles prints config profiles", async () => {
     await fixture.dispose();
   }
 });
+
+Deno.test("unlock again replaces the TTL", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const first = await fixture.run(["--unlock", "--ttl", "30m"]);
+    assert.equal(first.code, 0, first.stderr);
+    const statePath = join(fixture.ramDir(), "session.json");
+    const before = JSON.parse(await Deno.readTextFile(statePath));
+    assert.equal(before.ttlSeconds, 1800);
+
+    const again = await fixture.run(["--unlock", "--ttl", "2h"]);
+    assert.equal(again.code, 0, again.stderr);
+    const after = JSON.parse(await Deno.readTextFile(statePath));
+    assert.equal(after.ttlSeconds, 7200);
+    // The TTL still counts from the first unlock.
+    assert.equal(after.unlockedAt, before.unlockedAt);
+
+    const none = await fixture.run(["--unlock", "--ttl", "0"]);
+    assert.equal(none.code, 0, none.stderr);
+    const cleared = JSON.parse(await Deno.readTextFile(statePath));
+    assert.equal(cleared.ttlSeconds, 0);
+  } finally {
+    await fixture.dispose();
+  }
+});
