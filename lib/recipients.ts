@@ -127,7 +127,7 @@ export function formatRecipientsFile(
   return [
     `# age recipients of ${store}`,
     "# Public keys, not secret. secure-codex encrypts refreshed tokens to these.",
-    "# Change them with: secure-codex --rekey --recipients-file NEW_FILE",
+    "# Change them with: secure-codex --rekey --recipients-file NEW_FILE --identity OLD --identity NEW",
     ...recipients,
     "",
   ].join("\n");

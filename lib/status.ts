@@ -651,7 +651,11 @@ export function formatStatus(report: StatusReport): string {
     ["codex home", report.codexHome],
     ["store", report.store.path],
     ["store exists", yesNo(report.store.exists)],
-    ["store encryption", report.store.encryption ?? "none"],
+    [
+      "store encryption",
+      report.store.encryption ??
+        (report.store.exists ? "unknown (not an age file)" : "none"),
+    ],
     ["store armored", yesNo(report.store.armored)],
     ["recipients source", report.recipients.source],
     ["recipients file", report.recipients.path ?? "none"],
