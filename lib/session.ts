@@ -1150,13 +1150,15 @@ export function reportWriteBack(
       warn(`the RAM directory was removed while codex ran: ${session.ramDir}`, [
         "tokens refreshed after that could not be saved, and the link now dangles",
         "systemd removes /run/user/<uid> when your last login session ends; run `loginctl enable-linger` to keep it",
-        "run secure-codex again to unlock from the store",
+        `run ${session.command("--unlock")} to unlock from the store again`,
       ]);
       break;
     case "failed":
       warn(`write-back failed: ${store}: ${outcome.reason}`, [
         `the old store is unchanged and the tokens stay in RAM at ${session.ramCopy}`,
-        "fix the problem and run secure-codex again; it saves them at start",
+        `fix the problem, then run ${
+          session.command("-- login status")
+        }, which saves them before codex starts`,
       ]);
       break;
   }
