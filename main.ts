@@ -109,6 +109,7 @@ async function openSession(
     ageEnv,
     ttlSeconds: options.ttlSeconds,
     profile: options.profile,
+    configPath: options.configPath,
   });
 }
 
@@ -144,6 +145,15 @@ async function run(options: Options): Promise<number> {
       ],
     });
   }
+  if (
+    options.mode === "run" && command === "info" &&
+    lstatOrNull(options.store) === null
+  ) {
+    // Help and version output need no login: before the first login there is
+    // nothing to unlock, so codex runs as it is. With a store they take the
+    // usual path, which keeps a codex start's cost the same for every command.
+    return await runCodex(options.codexArgs, baseEnv);
+  }
   const session = await openSession(
     options,
     baseEnv,
@@ -167,7 +177,9 @@ async function run(options: Options): Promise<number> {
         notice(
           session.readState()?.passphrase
             ? "plain codex, IDE extensions and codex's daemon can use it now; the store is passphrase-encrypted, so the tokens they refresh are saved by the next secure-codex run on a terminal, not by --watch"
-            : "plain codex, IDE extensions and codex's daemon can use it now; run secure-codex --watch to save the tokens they refresh",
+            : `plain codex, IDE extensions and codex's daemon can use it now; run ${
+              session.command("--watch")
+            } to save the tokens they refresh`,
         );
         if (options.ttlSeconds > 0) {
           notice(

@@ -205,12 +205,18 @@ const CODEX_VALUE_OPTIONS = new Set([
 ]);
 
 /** The codex command a run starts, as far as secure-codex acts on it. */
-export type CodexCommand = "login" | "login-status" | "logout" | "other";
+export type CodexCommand =
+  | "login"
+  | "login-status"
+  | "logout"
+  | "info"
+  | "other";
 
 /**
  * Classifies codex's arguments: a login that may write new tokens, `login
- * status`, a logout, or anything else. `--help` and `--version` anywhere
- * make it "other", because codex then changes nothing.
+ * status`, a logout, help or version output that needs no login ("info"),
+ * or anything else. `-h`, `--help`, `-V` and `--version` anywhere before
+ * `--` make it "info", because codex then only prints.
  *
  * NOTE: codex options are recognised from the list of codex-cli 0.171's
  * global options that take a value; an option added later that takes a
@@ -229,7 +235,7 @@ export function classifyCodexCommand(args: readonly string[]): CodexCommand {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") break;
-    if (["-h", "--help", "-V", "--version"].includes(arg)) return "other";
+    if (["-h", "--help", "-V", "--version"].includes(arg)) return "info";
     if (CODEX_VALUE_OPTIONS.has(arg)) {
       i++;
       continue;

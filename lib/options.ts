@@ -25,6 +25,8 @@ export interface Options {
   mode: Mode;
   /** The profile: `default` or a name from the config file. */
   profile: string;
+  /** The config file the user named with `--config` or SECURE_CODEX_CONFIG. */
+  configPath?: string;
   /** The codex home whose `auth.json` becomes the link (absolute). */
   codexHome: string;
   /** The encrypted store, `auth.json.age` (absolute). */
@@ -587,9 +589,11 @@ export function resolveOptions(
     shell = value;
   }
 
+  const location = config === null ? null : configLocation(parsed, env);
   return {
     mode,
     profile,
+    configPath: location?.explicit ? location.path : undefined,
     codexHome,
     store,
     identities,

@@ -44,7 +44,7 @@ export async function rekeyStore(session: Session): Promise<void> {
 
   await session.withLock(async () => {
     const ciphertext = readStore(config.store, config.uid);
-    if (ciphertext === null) throw storeNotFound(config.store);
+    if (ciphertext === null) throw storeNotFound(config.store, session);
     const decrypted = await session.decryptStore(ciphertext);
     const worker = session.worker();
 

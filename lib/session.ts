@@ -128,6 +128,8 @@ export interface SessionConfig {
   ttlSeconds?: number;
   /** The profile name, for commands printed in hints; `default` if absent. */
   profile?: string;
+  /** The config file named with `--config` or SECURE_CODEX_CONFIG, for hints. */
+  configPath?: string;
 }
 
 /**
@@ -342,6 +344,9 @@ export class Session {
    */
   command(action: string, store = this.config.store): string {
     const parts = ["secure-codex"];
+    if (this.config.configPath !== undefined) {
+      parts.push("--config", this.config.configPath);
+    }
     const profile = this.config.profile ?? "default";
     if (profile !== "default") {
       parts.push("--profile", profile);
@@ -462,7 +467,7 @@ export class Session {
     const ciphertext = readStore(this.config.store, this.config.uid);
     if (ciphertext === null) {
       if (!snapshot.present || !snapshot.valid) {
-        throw storeNotFound(this.config.store);
+        throw storeNotFound(this.config.store, this);
       }
       // Only the RAM copy contains this login: record it so write-back creates the store.
       this.writeState(
@@ -526,7 +531,7 @@ export class Session {
   /** Decrypts the store into RAM and records the new state. */
   async #unlock(): Promise<void> {
     const ciphertext = readStore(this.config.store, this.config.uid);
-    if (ciphertext === null) throw storeNotFound(this.config.store);
+    if (ciphertext === null) throw storeNotFound(this.config.store, this);
     const decrypted = await this.#decrypt(ciphertext);
     await this.#install(ciphertext, decrypted);
   }
@@ -1072,15 +1077,22 @@ function pathExists(path: string): boolean {
  *
  * @example
  * ```ts
- * throw storeNotFound("/home/me/.codex/auth.json.age");
+ * throw storeNotFound("/home/me/.codex/auth.json.age", session);
  * ```
  */
-export function storeNotFound(store: string): CliError {
+export function storeNotFound(
+  store: string,
+  session: { command(action: string): string },
+): CliError {
   return new CliError(`store not found: ${store}`, {
     hints: [
       "pass the encrypted auth.json with --auth-enc PATH or SECURE_CODEX_AUTH_ENC",
-      "to create one, log in with secure-codex -- login (the tokens never touch disk)",
-      "or encrypt an existing plaintext <codex home>/auth.json with secure-codex --import",
+      `to create one, log in with ${
+        session.command("-- login")
+      } (the tokens never touch disk)`,
+      `or encrypt an existing plaintext auth.json in the codex home with ${
+        session.command("--import")
+      }`,
     ],
   });
 }
@@ -1120,7 +1132,9 @@ export function reportWriteBack(
         [
           `they stay in RAM at ${session.ramCopy}`,
           `to save them, run on a terminal: ${session.command("--cleanup")}`,
-          "to save without a passphrase in future, re-encrypt the store to an identity: secure-codex --rekey --recipients-file FILE",
+          `to save without a passphrase in future, re-encrypt the store to an identity: ${
+            session.command("--rekey --recipients-file FILE --identity PATH")
+          }`,
         ],
       );
       break;

@@ -81,6 +81,8 @@ export interface StatusInputs {
   state: SessionState | null;
   /** The worker's summary of the RAM copy, when there is one. */
   login: LoginSummary | null;
+  /** This command's own time to live in seconds; 0 or absent for none. */
+  runTtlSeconds?: number;
   /**
    * Builds the secure-codex command that acts on this session, for the
    * commands warnings suggest; plain `secure-codex ACTION` if absent.
@@ -128,7 +130,11 @@ export interface StatusReport {
     unlockedAt: string | null;
     ageSeconds: number | null;
     lastWriteBackAt: string | null;
-    /** The time to live in seconds recorded at unlock, 0 when none was given. */
+    /**
+     * The time to live in seconds that applies: the shorter of the one
+     * recorded at unlock and this command's own (`--ttl`, SECURE_CODEX_TTL or
+     * the config file), 0 when neither has one.
+     */
     ttlSeconds: number | null;
     /**
      * The end of the recorded time to live (`unlockedAt` plus `ttlSeconds`), or
@@ -200,7 +206,12 @@ export async function collectStatus(
       path: inputs.linkPath,
       ...inspectLinkStatus(inputs.linkPath, inputs.ramCopy, ramCopyInfo),
     },
-    session: sessionStatus(inputs.state, ramCopyInfo, inputs.now),
+    session: sessionStatus(
+      inputs.state,
+      ramCopyInfo,
+      inputs.now,
+      inputs.runTtlSeconds ?? 0,
+    ),
     login: inputs.login,
     warnings: [],
   };
@@ -368,6 +379,7 @@ function sessionStatus(
   state: SessionState | null,
   ramCopyInfo: Deno.FileInfo | null,
   now: Date,
+  runTtlSeconds: number,
 ): StatusReport["session"] {
   if (ramCopyInfo === null || state === null) {
     return {
@@ -383,11 +395,14 @@ function sessionStatus(
     ? state.unlockedAt
     : null;
   const unlockedMs = unlockedAt === null ? NaN : Date.parse(unlockedAt);
-  // A TTL that is not a positive number counts as none, as it does for locking.
-  const ttlSeconds = typeof state.ttlSeconds === "number" &&
+  // A TTL that is not a positive number counts as none, as it does for
+  // locking, and the shorter of the two applies, as in Session.lockIfExpired.
+  const recorded = typeof state.ttlSeconds === "number" &&
       Number.isFinite(state.ttlSeconds) && state.ttlSeconds > 0
     ? state.ttlSeconds
     : 0;
+  const positive = [recorded, runTtlSeconds].filter((ttl) => ttl > 0);
+  const ttlSeconds = positive.length > 0 ? Math.min(...positive) : 0;
   // NaN when the TTL is 0, unlockedAt is invalid or the sum is out of range.
   const locksMs = ttlSeconds > 0
     ? new Date(unlockedMs + ttlSeconds * 1000).getTime()
@@ -432,7 +447,11 @@ function collectWarnings(
       code: "plaintext-auth-json",
       message:
         `auth.json is a plaintext file on disk, not a link into RAM: ${inputs.linkPath}; ` +
-        `run ${command("--import")} to move it into the store, ` +
+        `run ${
+          command(report.store.exists ? "--import --force" : "--import")
+        } to move it into the store${
+          report.store.exists ? " (--force replaces the store)" : ""
+        }, ` +
         `and treat its tokens as exposed: run ${command("-- logout")}, then ${
           command("-- login")
         }`,
@@ -767,5 +786,6 @@ export async function collectSessionStatus(
     state,
     login,
     command: (action) => session.command(action),
+    runTtlSeconds: session.config.ttlSeconds ?? 0,
   });
 }

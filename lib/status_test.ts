@@ -450,6 +450,26 @@ Deno.test("collectStatus reports the time to live", async () => {
       assert.equal(session.locksAt, null, JSON.stringify(overrides));
     }
 
+    // This command's own TTL applies when it is shorter, as it does for locking.
+    const runShorter = (await collectStatus(
+      home.inputs({
+        state: sessionState(home, { ttlSeconds: 3600 }),
+        runTtlSeconds: 60,
+      }),
+    )).session;
+    assert.equal(runShorter.ttlSeconds, 60);
+    const runOnly = (await collectStatus(
+      home.inputs({ state: sessionState(home, {}), runTtlSeconds: 60 }),
+    )).session;
+    assert.equal(runOnly.ttlSeconds, 60);
+    const runLonger = (await collectStatus(
+      home.inputs({
+        state: sessionState(home, { ttlSeconds: 3600 }),
+        runTtlSeconds: 7200,
+      }),
+    )).session;
+    assert.equal(runLonger.ttlSeconds, 3600);
+
     const badTime = await sessionOf({ unlockedAt: "soon", ttlSeconds: 3600 });
     assert.equal(badTime.ttlSeconds, 3600);
     assert.equal(badTime.locksAt, null);
