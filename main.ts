@@ -228,6 +228,7 @@ async function run(options: Options): Promise<number> {
 
     await session.lockIfExpired(options.ttlSeconds, { interactive: true });
     await session.open({ newLogin: command === "login" });
+    if (command === "login") session.restoreLinkWhileRunning();
     const watcher = WriteBackWatcher.start(
       session,
       (outcome) => reportWriteBack(session, outcome),

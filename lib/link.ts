@@ -59,6 +59,7 @@ export function checkLink(
   linkPath: string,
   target: string,
   store: string,
+  importCommand?: string,
 ): LinkState {
   const state = inspectLink(linkPath, target);
   switch (state.kind) {
@@ -70,7 +71,11 @@ export function checkLink(
         hints: [
           "secure-codex replaces it with a link into RAM only when the path is free, and never overwrites it",
           `if ${store} already holds this login: move ${linkPath} away, then securely delete it`,
-          storeExists(store)
+          importCommand !== undefined
+            ? `to encrypt it into the store and link it: ${importCommand}${
+              storeExists(store) ? ` (--force replaces ${store})` : ""
+            }`
+            : storeExists(store)
             ? `to encrypt it into the store and link it: run secure-codex --import --force with this command's secure-codex options and no codex arguments (--force replaces ${store})`
             : "to encrypt it into the store and link it: run secure-codex --import with this command's secure-codex options and no codex arguments",
         ],

@@ -127,7 +127,8 @@ export function formatRecipientsFile(
   return [
     `# age recipients of ${store}`,
     "# Public keys, not secret. secure-codex encrypts refreshed tokens to these.",
-    "# Change them with: secure-codex --rekey --recipients-file NEW_FILE --identity OLD --identity NEW",
+    "# Change them with secure-codex --rekey --recipients-file NEW_FILE --identity OLD",
+    "# --identity NEW, plus the options that select this store (--profile, --real-codex-home).",
     ...recipients,
     "",
   ].join("\n");

@@ -153,6 +153,7 @@ export class Session {
   readonly codexLockPath: string;
   #worker: PlaintextWorker | null = null;
   #users: Deno.FsFile | null = null;
+  #restoreLink = false;
 
   /** Creates the session object; nothing is touched until a method runs. */
   constructor(config: SessionConfig) {
@@ -280,6 +281,12 @@ export class Session {
     if (lstatOrNull(this.ramDir) === null) return { status: "gone" };
     try {
       return await this.#locked(async () => {
+        // codex 0.171's browser and device-code logins delete auth.json
+        // when they start and write the new login minutes later: without the
+        // link back in place that write would land on disk.
+        if (this.#restoreLink && lstatOrNull(this.linkPath) === null) {
+          ensureLink(this.linkPath, this.ramCopy, this.config.store);
+        }
         await this.repairReplacedLink();
         return await writeBack(this, options);
       });
@@ -348,10 +355,11 @@ export class Session {
       parts.push("--config", this.config.configPath);
     }
     const profile = this.config.profile ?? "default";
-    if (profile !== "default") {
-      parts.push("--profile", profile);
-    } else {
-      parts.push("--real-codex-home", this.config.codexHome);
+    if (profile !== "default") parts.push("--profile", profile);
+    // Named too for a profile, whose home a flag or variable may override.
+    parts.push("--real-codex-home", this.config.codexHome);
+    for (const identity of this.config.identities) {
+      parts.push("--identity", identity);
     }
     if (store !== join(this.config.codexHome, "auth.json.age")) {
       parts.push("--auth-enc", store);
@@ -378,7 +386,16 @@ export class Session {
     // other plaintext file or foreign link is rejected before anything runs.
     const replaced = inspectLink(this.linkPath, this.ramCopy).kind === "file" &&
       this.readState()?.codexHome === this.config.codexHome;
-    if (!replaced) checkLink(this.linkPath, this.ramCopy, this.config.store);
+    if (!replaced) {
+      checkLink(
+        this.linkPath,
+        this.ramCopy,
+        this.config.store,
+        this.command(
+          pathExists(this.config.store) ? "--import --force" : "--import",
+        ),
+      );
+    }
     this.checkKeyFiles();
     await this.withLock(async () => {
       if (replaced) await this.repairReplacedLink();
@@ -916,6 +933,14 @@ export class Session {
         users.close();
       }
     });
+  }
+
+  /**
+   * Makes every later write-back put the link back if it is missing, for a
+   * codex login that deletes auth.json before it writes the new one.
+   */
+  restoreLinkWhileRunning(): void {
+    this.#restoreLink = true;
   }
 
   /**

@@ -809,3 +809,54 @@ Deno.test("rekey: identities cannot decrypt", async () => {
     await fixture.dispose();
   }
 });
+
+// codex 0.171's browser and device-code logins delete auth.json when they
+// start and save the new login when the user finishes, seconds later. A fake
+// codex plays that order: delete, wait, then save like codex, through the
+// link if there is one, else as a plain file in the codex home.
+for (const hasStore of [false, true]) {
+  Deno.test(
+    `login that deletes the link${hasStore ? ", store exists" : ""}`,
+    async () => {
+      const fixture = await createFixture();
+      try {
+        if (hasStore) {
+          await fixture.writeStore(
+            fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-old" }),
+          );
+        }
+        const fakeDir = await writeFakeCodex(
+          fixture,
+          `set -eu
+rm -f "$CODEX_HOME/auth.json"
+sleep 1
+if [ -L "$CODEX_HOME/auth.json" ]; then
+  target=$(readlink "$CODEX_HOME/auth.json")
+else
+  target="$CODEX_HOME/auth.json"
+fi
+dir=$(dirname "$target")
+printf '%s' "$FAKE_NEW_AUTH" > "$dir/.auth-fake"
+mv "$dir/.auth-fake" "$target"
+`,
+        );
+        const refreshToken = `rt-new-${fixture.canary}`;
+        const result = await fixture.run(["--", "login"], {
+          env: fakeCodexEnv(fixture, fakeDir, {
+            FAKE_NEW_AUTH: JSON.stringify(
+              fakeChatGptAuth({ canary: fixture.canary, refreshToken }),
+            ),
+          }),
+        });
+        assert.equal(result.code, 0, result.stderr);
+        // The link was back before the save, so nothing was adopted from disk.
+        assert.doesNotMatch(result.stderr, /written to disk/);
+        assertLinkIntoRam(fixture);
+        const stored = await fixture.readStore() as StoredAuth;
+        assert.equal(stored.tokens?.refresh_token, refreshToken);
+      } finally {
+        await fixture.dispose();
+      }
+    },
+  );
+}

@@ -714,7 +714,7 @@ Deno.test("refresh without terminal waits for cleanup", async () => {
     );
     assert.ok(
       result.stderr.includes(
-        `run on a terminal: secure-codex --real-codex-home ${fixture.codexHome} --cleanup`,
+        `run on a terminal: secure-codex --real-codex-home ${fixture.codexHome} --identity ${fixture.identity} --cleanup`,
       ),
       result.stderr,
     );

@@ -653,7 +653,7 @@ Deno.test(
     assert.ok(warning.message.includes(locksAt), warning.message);
     assert.ok(
       warning.message.includes(
-        `secure-codex --real-codex-home ${fixture.codexHome} --lock`,
+        `secure-codex --real-codex-home ${fixture.codexHome} --identity ${fixture.identity} --lock`,
       ),
       warning.message,
     );
@@ -896,7 +896,7 @@ Deno.test(
     // when pasted into another shell.
     assert.ok(
       report.warnings[0].message.includes(
-        `secure-codex --real-codex-home ${paths.codexHome} -- login`,
+        `secure-codex --real-codex-home ${paths.codexHome} --identity ${fixture.identity} -- login`,
       ),
       report.warnings[0].message,
     );
