@@ -136,15 +136,6 @@ async function printStatus(
 async function run(options: Options): Promise<number> {
   const { env: baseEnv, dropped } = childEnvironment(Deno.env.toObject());
   const command = classifyCodexCommand(options.codexArgs);
-  if (options.mode === "run" && !isOnPath("codex", baseEnv.PATH)) {
-    // Checked before the unlock, so a missing codex leaves nothing in RAM.
-    throw new CliError("codex not found on PATH", {
-      hints: [
-        "install it with: npm install -g @openai/codex",
-        "then run secure-codex again",
-      ],
-    });
-  }
   if (
     options.mode === "run" && command === "info" &&
     lstatOrNull(options.store) === null
@@ -159,6 +150,21 @@ async function run(options: Options): Promise<number> {
     baseEnv,
     options.mode === "run" && command === "login",
   );
+  if (
+    options.mode === "run" && lstatOrNull(session.ramCopy) === null &&
+    !isOnPath("codex", baseEnv.PATH)
+  ) {
+    // Checked before an unlock, so a missing codex leaves nothing in RAM. A
+    // start that finds the RAM copy decrypts nothing, and spawning codex
+    // reports a missing one there.
+    session.close();
+    throw new CliError("codex not found on PATH", {
+      hints: [
+        "install it with: npm install -g @openai/codex",
+        "then run secure-codex again",
+      ],
+    });
+  }
   try {
     switch (options.mode) {
       case "cleanup":
