@@ -9,6 +9,7 @@
 
 import { dirname, resolve } from "./path.ts";
 import { CliError } from "./output.ts";
+import { lstatOrNull } from "./ram_dir.ts";
 
 /** The kind of entry found at the link's path. */
 export type LinkState =
@@ -73,9 +74,9 @@ export function checkLink(
           `if ${store} already holds this login: move ${linkPath} away, then securely delete it`,
           importCommand !== undefined
             ? `to encrypt it into the store and link it: ${importCommand}${
-              storeExists(store) ? ` (--force replaces ${store})` : ""
+              lstatOrNull(store) !== null ? ` (--force replaces ${store})` : ""
             }`
-            : storeExists(store)
+            : lstatOrNull(store) !== null
             ? `to encrypt it into the store and link it: run secure-codex --import --force with this command's secure-codex options and no codex arguments (--force replaces ${store})`
             : "to encrypt it into the store and link it: run secure-codex --import with this command's secure-codex options and no codex arguments",
         ],
@@ -97,15 +98,6 @@ export function checkLink(
           hints: [`remove it, then run secure-codex again`],
         },
       );
-  }
-}
-
-function storeExists(store: string): boolean {
-  try {
-    Deno.lstatSync(store);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -18,6 +18,7 @@ import {
   replaceFileAtomically,
 } from "./store.ts";
 import { CliError } from "./output.ts";
+import { lstatOrNull } from "./ram_dir.ts";
 
 /** The source of the recipients for write-back. */
 export type RecipientsSource =
@@ -37,6 +38,22 @@ export type RecipientsSource =
  */
 export function besideRecipientsPath(store: string): string {
   return `${store}.recipients`;
+}
+
+/**
+ * Tells whether a trimmed line is shaped like a recipient age accepts: an
+ * X25519 or plugin recipient (`age1...`), or an SSH public key. An identity
+ * or a private key never matches, so it is never listed or passed on.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(isRecipient("ssh-ed25519 AAAAC3Nz me@host"), true);
+ * assert.deepEqual(isRecipient("AGE-SECRET-KEY-1ABC"), false);
+ * ```
+ */
+export function isRecipient(line: string): boolean {
+  return /^(age1[0-9a-z]+|ssh-(ed25519|rsa) [A-Za-z0-9+/=]+( .*)?)$/.test(line);
 }
 
 /**
@@ -60,7 +77,7 @@ export function parseRecipients(text: string, path: string): string[] {
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].trim();
     if (line === "" || line.startsWith("#")) continue;
-    if (!/^(age1[0-9a-z]+|ssh-(ed25519|rsa) \S+( .*)?)$/.test(line)) {
+    if (!isRecipient(line)) {
       throw new CliError(
         `invalid recipient on line ${i + 1} of the recipients file: ${path}`,
         {
@@ -205,14 +222,7 @@ export function resolveRecipients(input: {
     };
   }
   const beside = besideRecipientsPath(input.store);
-  let exists = true;
-  try {
-    Deno.lstatSync(beside);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    exists = false;
-  }
-  if (exists) {
+  if (lstatOrNull(beside) !== null) {
     return {
       source: "beside-store",
       path: beside,

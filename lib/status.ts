@@ -16,6 +16,7 @@
 
 import {
   besideRecipientsPath,
+  isRecipient,
   type RecipientsSource,
   type ResolvedRecipients,
 } from "./recipients.ts";
@@ -273,10 +274,6 @@ function readHead(path: string, limit: number): Uint8Array | null {
   return buffer.subarray(0, lastNewline + 1);
 }
 
-/** Recipient lines as age(1) reads them: X25519 and plugin recipients, and SSH public keys. */
-const RECIPIENT_LINE =
-  /^(age1[0-9a-z]+|(ssh-ed25519|ssh-rsa) [A-Za-z0-9+/=]+( .*)?)$/;
-
 /**
  * Lists the recipients in a recipients file. Only lines shaped like public
  * recipients are listed, so a private key passed by mistake (an age identity
@@ -286,7 +283,7 @@ function readRecipientsFile(path: string): string[] {
   const text = readSmallTextFile(path, MAX_KEY_FILE_BYTES);
   if (text === null) return [];
   return text.split(/\r?\n/).map((line) => line.trim()).filter((line) =>
-    line !== "" && !line.startsWith("#") && RECIPIENT_LINE.test(line)
+    line !== "" && !line.startsWith("#") && isRecipient(line)
   );
 }
 
