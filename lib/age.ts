@@ -154,7 +154,7 @@ export function ageDecrypt(
 
 /**
  * Encrypts plaintext with `age -e` to recipients (`-r`, one per recipient),
- * or with a passphrase (`-p`), which age asks for twice on the terminal. The
+ * or with a passphrase (`-p`), which age reads twice from the terminal. The
  * output is binary, not armored.
  *
  * @example

@@ -218,9 +218,9 @@ export type CodexCommand =
  * or anything else. `-h`, `--help`, `-V` and `--version` anywhere before
  * `--` make it "info", because codex then only prints.
  *
- * NOTE: codex options are recognised from the list of codex-cli 0.171's
- * global options that take a value; an option added later that takes a
- * value could make its value look like a command.
+ * NOTE: codex options that take a value come from codex-cli 0.171's list of
+ * global options. An option added later would make its value look like a
+ * command.
  *
  * @example
  * ```ts

@@ -28,7 +28,7 @@
  */
 
 // A run from a URL ignores deno.json and its import map, so the package is
-// named in full here; deno.lock pins it for runs from a clone.
+// named in full here. deno.lock pins it for runs from a clone.
 // deno-lint-ignore no-import-prefix
 import * as jsonc from "npm:jsonc-parser@3.3.1";
 import { dirname, isAbsolute, join, resolve } from "./path.ts";
@@ -269,7 +269,7 @@ export function parseConfig(
 
 /**
  * Reads and parses a config file. Returns null when the file does not exist
- * and `required` is false (the default location); a missing file named with
+ * and `required` is false (the default location). A missing file named with
  * `--config` or `SECURE_CODEX_CONFIG` is an error.
  *
  * @example

@@ -132,7 +132,7 @@ export async function importPlaintext(
   );
 }
 
-/** Rejects an import unless the link's path holds a plaintext file. */
+/** Rejects an import unless the link's path is a plaintext file. */
 function checkImportSource(session: Session): void {
   const { linkPath, ramCopy } = session;
   const link = inspectLink(linkPath, ramCopy);

@@ -73,8 +73,8 @@ export function summarizeLogin(bytes: Uint8Array): LoginSummary | null {
   const check = checkAuthJson(bytes);
   if (!check.valid) return null;
 
-  // checkAuthJson accepted the same bytes as UTF-8 JSON text of an object, so
-  // this decode and parse cannot fail.
+  // checkAuthJson returned valid above, which it does only for UTF-8 JSON of
+  // an object, so this decode and parse cannot fail.
   const auth = JSON.parse(new TextDecoder().decode(bytes)) as Claims;
   const tokens = isObject(auth.tokens) ? auth.tokens : {};
   const secrets = [auth.OPENAI_API_KEY, ...Object.values(tokens)].filter(

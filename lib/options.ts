@@ -57,11 +57,12 @@ export interface Options {
 }
 
 /**
- * The actions: `run` runs codex; `cleanup` (also `--lock`) saves and removes
- * the RAM copy; `unlock` decrypts and links without running codex; `watch`
- * keeps writing back changes until SIGTERM; `import` encrypts a plaintext
- * auth.json into a new store; `rekey` re-encrypts the store to a new
- * recipients file; `status` reports the session without changing it.
+ * The action a command performs. `run` runs codex. `cleanup` (also `--lock`)
+ * saves and removes the RAM copy. `unlock` decrypts and links without running
+ * codex, and `watch` keeps writing back changes until SIGTERM. `import`
+ * encrypts a plaintext auth.json into a new store, and `rekey` re-encrypts the
+ * store to a new recipients file. `status` reports the session without
+ * changing it.
  */
 export type Mode =
   | "run"
@@ -408,7 +409,7 @@ export function configLocation(
   if (named !== undefined) {
     return { path: absolutePath(named, env.HOME), explicit: true };
   }
-  // The XDG Base Directory specification says to ignore a relative value.
+  // The XDG Base Directory specification requires a relative value to be ignored.
   const xdg = nonEmpty(env.XDG_CONFIG_HOME);
   const base = xdg !== undefined && isAbsolute(xdg)
     ? xdg
@@ -692,8 +693,8 @@ const CODEX_LONG_OPTIONS = new Set([
 
 /**
  * Rejects a first codex argument that looks like a mistyped option of ours
- * (`--stauts`, `--identiy`), before anything is decrypted: codex would reject
- * it only after the store was unlocked. Options codex knows pass unchanged.
+ * (`--stauts`, `--identiy`), before anything is decrypted, because codex would
+ * reject it only after the store was unlocked. codex's own options pass.
  */
 function checkMistypedOption(first: string | undefined): void {
   if (first === undefined || !first.startsWith("--") || first === "--") return;

@@ -43,7 +43,7 @@ export async function rekeyStore(session: Session): Promise<void> {
     const decrypted = await session.decryptStore(ciphertext);
     const worker = session.worker();
 
-    // A RAM copy changed since the last write-back holds newer tokens.
+    // A RAM copy changed since the last write-back contains newer tokens.
     let source: PlaintextSource = "pending";
     let plaintextSha256 = decrypted.sha256;
     let lastRefresh = decrypted.lastRefresh;

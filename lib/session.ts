@@ -69,8 +69,8 @@ export interface SessionState {
   /** Public recipients for write-back, from identity file comments. */
   recipients: string[];
   /**
-   * The store is passphrase-encrypted, so write-back asks for a passphrase
-   * on the terminal, which it does only while codex is not running.
+   * Whether the store is passphrase-encrypted. Write-back then needs a
+   * passphrase typed on the terminal, so it runs only while codex is not.
    */
   passphrase?: boolean;
   unlockedAt: string;

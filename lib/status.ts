@@ -734,7 +734,7 @@ function formatDuration(seconds: number | null): string {
 }
 
 /**
- * Collects the status of a session as this process sees it. The worker reads
+ * Collects the status of a session from this process's settings. The worker reads
  * the RAM copy only when one exists, and returns only its non-secret facts.
  * While locked, the identity files give the recipients.
  *

@@ -259,7 +259,7 @@ export class PlaintextWorker {
   }
 
   /**
-   * Decrypts ciphertext with the identities and tells whether it yields the
+   * Decrypts ciphertext with the identities and returns whether it yields the
    * snapshot or the pending plaintext byte for byte: proof that a new store
    * can be opened before the plaintext it came from is removed.
    */

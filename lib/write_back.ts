@@ -34,7 +34,7 @@ export type WriteBackOutcome =
   | { status: "invalid"; reason: string }
   | { status: "failed"; reason: string };
 
-/** How a write-back may proceed. */
+/** The options of one write-back. */
 export interface WriteBackOptions {
   /** Write an unchanged copy too (used when the store is missing). */
   force: boolean;

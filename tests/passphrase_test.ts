@@ -443,7 +443,7 @@ async function decryptWithPassphrase(
   }
 }
 
-/** A loopback HTTP server, configured as an MCP server, that answers only once released. */
+/** A loopback HTTP server, configured as an MCP server, that responds only once released. */
 interface HeldServer {
   url: string;
   /** How many requests arrived. */
