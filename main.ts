@@ -7,7 +7,6 @@
  * @module
  */
 
-import denoConfig from "./deno.json" with { type: "json" };
 import {
   childEnvironment,
   classifyCodexCommand,
@@ -19,7 +18,6 @@ import {
   configLocation,
   type Environment,
   formatDuration,
-  HELP_TEXT,
   type Options,
   parseArguments,
   type ParsedArguments,
@@ -29,6 +27,7 @@ import { CliError, notice, printError, printOut } from "./lib/output.ts";
 import { chooseRamDir, sessionId } from "./lib/ram_dir.ts";
 import { reportWriteBack, Session } from "./lib/session.ts";
 import { lstatOrNull } from "./lib/ram_dir.ts";
+import { mark, writeTrace } from "./lib/trace.ts";
 import { WriteBackWatcher } from "./lib/write_back.ts";
 
 /** Tells whether an executable file `name` is in one of the PATH directories. */
@@ -150,6 +149,7 @@ async function run(options: Options): Promise<number> {
     baseEnv,
     options.mode === "run" && command === "login",
   );
+  mark("session");
   if (
     options.mode === "run" && lstatOrNull(session.ramCopy) === null &&
     !isOnPath("codex", baseEnv.PATH)
@@ -234,6 +234,7 @@ async function run(options: Options): Promise<number> {
 
     await session.lockIfExpired(options.ttlSeconds, { interactive: true });
     await session.open({ newLogin: command === "login" });
+    mark("open");
     if (command === "login") session.restoreLinkWhileRunning();
     const watcher = WriteBackWatcher.start(
       session,
@@ -245,6 +246,7 @@ async function run(options: Options): Promise<number> {
     for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const) {
       Deno.addSignalListener(signal, ignore);
     }
+    mark("watch");
     let code: number;
     try {
       code = await runCodex(options.codexArgs, {
@@ -252,6 +254,7 @@ async function run(options: Options): Promise<number> {
         CODEX_HOME: session.config.codexHome,
       });
     } finally {
+      mark("codex");
       await watcher.stop();
     }
     // codex 0.171 exits 0 after a logout even when the revoke call failed;
@@ -260,6 +263,7 @@ async function run(options: Options): Promise<number> {
       return code;
     }
     await session.leave(options.keep);
+    mark("leave");
     return code;
   } finally {
     session.close();
@@ -337,6 +341,7 @@ async function watch(
 }
 
 async function main(): Promise<number> {
+  mark("loaded");
   if (Deno.build.os !== "linux") {
     printError(
       new CliError(
@@ -349,12 +354,9 @@ async function main(): Promise<number> {
   try {
     const env = Deno.env.toObject();
     const parsed = parseArguments(Deno.args);
-    if (parsed.help) {
-      printOut(HELP_TEXT);
-      return 0;
-    }
-    if (parsed.version) {
-      printOut(`secure-codex ${denoConfig.version}\n`);
+    if (parsed.help || parsed.version) {
+      const { HELP_TEXT, VERSION } = await import("./lib/help.ts");
+      printOut(parsed.help ? HELP_TEXT : `secure-codex ${VERSION}\n`);
       return 0;
     }
     // Completion scripts do not depend on the config, and a shell sources
@@ -363,6 +365,7 @@ async function main(): Promise<number> {
       ? null
       : await readConfig(parsed, env);
     const options = resolveOptions(parsed, env, config);
+    mark("options");
     switch (options.mode) {
       case "completions": {
         const { completionScript } = await import("./lib/completions.ts");
@@ -412,4 +415,6 @@ async function main(): Promise<number> {
   }
 }
 
-Deno.exit(await main());
+const code = await main();
+writeTrace();
+Deno.exit(code);

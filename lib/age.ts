@@ -1,7 +1,8 @@
 /**
  * The external `age` binary, driven through pipes. Plaintext goes in and out
  * through stdin and stdout only, never through argv or a file, which is why
- * `-o` is never used. Called from the worker only.
+ * `-o` is never used; ciphertext may also come from a file age opens.
+ * Called from the worker only.
  *
  * @module
  */
@@ -23,7 +24,10 @@ async function readLimited(
   const chunks: Uint8Array[] = [];
   let total = 0;
   let tooLarge = false;
-  for await (const chunk of stream) {
+  const reader = stream.getReader();
+  for (;;) {
+    const { value: chunk, done } = await reader.read();
+    if (done) break;
     total += chunk.length;
     if (total > limit) {
       tooLarge = true;
@@ -59,7 +63,15 @@ async function relayLines(stream: ReadableStream<Uint8Array>): Promise<string> {
       written += Deno.stderr.writeSync(bytes.subarray(written));
     }
   };
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+  // A reader and a TextDecoder, not pipeThrough and TextDecoderStream: the
+  // worker's isolate compiles whatever stream machinery it first uses, on
+  // every unlock.
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    const text = decoder.decode(value, { stream: true });
     pending += text;
     let newline = pending.indexOf("\n");
     while (newline >= 0) {
@@ -68,13 +80,14 @@ async function relayLines(stream: ReadableStream<Uint8Array>): Promise<string> {
       newline = pending.indexOf("\n");
     }
   }
+  pending += decoder.decode();
   if (pending !== "") write(pending);
   return "";
 }
 
 async function runAge(
   args: string[],
-  input: Uint8Array,
+  input: Uint8Array | null,
   env: Record<string, string>,
   stderr: "relay" | "capture",
 ): Promise<AgeResult> {
@@ -82,7 +95,7 @@ async function runAge(
   try {
     child = new Deno.Command("age", {
       args,
-      stdin: "piped",
+      stdin: input === null ? "null" : "piped",
       stdout: "piped",
       stderr: "piped",
       clearEnv: true,
@@ -94,11 +107,14 @@ async function runAge(
     }
     return { ok: false, reason: `cannot run age: ${(error as Error).message}` };
   }
-  const writer = child.stdin.getWriter();
-  const writing = writer.write(input).then(() => writer.close()).catch(() => {
-    // age exits early on a bad header and closes its stdin, so this write
-    // fails. The exit code and age's message tell what happened.
-  });
+  let writing: Promise<void> = Promise.resolve();
+  if (input !== null) {
+    const writer = child.stdin.getWriter();
+    writing = writer.write(input).then(() => writer.close()).catch(() => {
+      // age exits early on a bad header and closes its stdin, so this write
+      // fails. The exit code and age's message tell what happened.
+    });
+  }
   const [output, errorText] = await Promise.all([
     readLimited(child.stdout, MAX_AGE_OUTPUT_BYTES),
     stderr === "capture"
@@ -131,24 +147,31 @@ async function runAge(
 }
 
 /**
- * Decrypts ciphertext with `age -d`, one `-i` per identity file. With no
- * identities age asks for a passphrase on the terminal. age's own messages,
- * plugin messages included, reach the user's stderr as they arrive, behind
- * the program's prefix.
+ * Decrypts with `age -d`, one `-i` per identity file: ciphertext bytes, fed
+ * through stdin, or a file path that age opens itself. The path saves the
+ * worker the stream that writes stdin, which its new isolate would compile
+ * on every unlock. With no identities age asks for a passphrase on the
+ * terminal. age's own messages, plugin messages included, reach the user's
+ * stderr as they arrive, behind the program's prefix.
  *
  * @example
  * ```ts
- * const result = await ageDecrypt(ciphertext, ["/home/me/key.txt"], { PATH: "/usr/bin" });
+ * const result = await ageDecrypt("/home/me/.codex/auth.json.age", ["/home/me/key.txt"], { PATH: "/usr/bin" });
  * if (result.ok) console.log(result.output.length);
  * ```
  */
 export function ageDecrypt(
-  ciphertext: Uint8Array,
+  ciphertext: Uint8Array | string,
   identities: readonly string[],
   env: Record<string, string>,
 ): Promise<AgeResult> {
   const args = ["--decrypt"];
   for (const identity of identities) args.push("--identity", identity);
+  if (typeof ciphertext === "string") {
+    // "--" keeps a path that starts with "-" from being read as an option.
+    args.push("--", ciphertext);
+    return runAge(args, null, env, "relay");
+  }
   return runAge(args, ciphertext, env, "relay");
 }
 
@@ -182,25 +205,6 @@ export function ageEncrypt(
 export type EncryptionTarget =
   | { recipients: readonly string[] }
   | { passphrase: true };
-
-/**
- * Tells whether this process has a controlling terminal, which age needs for
- * a passphrase prompt: age reads passphrases from /dev/tty, so redirected
- * stdin and stdout do not matter.
- *
- * @example
- * ```ts
- * if (!hasTerminal()) console.error("no terminal for the passphrase");
- * ```
- */
-export function hasTerminal(): boolean {
-  try {
-    Deno.openSync("/dev/tty", { read: true }).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Extracts the recipients written as comments into identity files: the

@@ -1,10 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  ageDecrypt,
-  ageEncrypt,
-  hasTerminal,
-  recipientsFromIdentity,
-} from "./age.ts";
+import { ageDecrypt, ageEncrypt, recipientsFromIdentity } from "./age.ts";
+import { hasTerminal } from "./output.ts";
 
 const env = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
 
@@ -50,6 +46,12 @@ Deno.test("age round trip through pipes", async () => {
     const decrypted = await ageDecrypt(encrypted.output, [identity], env);
     assert.ok(decrypted.ok);
     if (decrypted.ok) assert.deepEqual(decrypted.output, plaintext);
+    // The same from a file that age opens itself.
+    const store = `${dir}/auth.json.age`;
+    await Deno.writeFile(store, encrypted.output);
+    const fromFile = await ageDecrypt(store, [identity], env);
+    assert.ok(fromFile.ok);
+    if (fromFile.ok) assert.deepEqual(fromFile.output, plaintext);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

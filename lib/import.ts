@@ -18,7 +18,8 @@ import { lstatOrNull } from "./ram_dir.ts";
 import { rememberRecipients } from "./recipients.ts";
 import type { Session } from "./session.ts";
 import { readStore, replaceStore, syncDirectory } from "./store.ts";
-import { fingerprintOf, WorkerError } from "./worker.ts";
+import { fingerprintOf } from "./fingerprint.ts";
+import { WorkerError } from "./worker.ts";
 
 /**
  * Imports the plaintext auth.json of the session's codex home into its store.

@@ -6,9 +6,9 @@ Deno.test("tryLockFile sees an exclusive lock held elsewhere", async () => {
   try {
     const path = `${dir}/session.lock`;
     const exclusive = await lockFile(path, true);
-    assert.equal(await tryLockFile(path, false), null);
+    assert.equal(tryLockFile(path, false), null);
     exclusive.close();
-    const free = await tryLockFile(path, true);
+    const free = tryLockFile(path, true);
     assert.ok(free !== null);
     free.close();
   } finally {
@@ -22,11 +22,11 @@ Deno.test("shared locks coexist and block exclusive", async () => {
     const path = `${dir}/users.lock`;
     const first = await lockFile(path, false);
     const second = await lockFile(path, false);
-    assert.equal(await tryLockFile(path, true), null);
+    assert.equal(tryLockFile(path, true), null);
     first.close();
-    assert.equal(await tryLockFile(path, true), null);
+    assert.equal(tryLockFile(path, true), null);
     second.close();
-    const last = await tryLockFile(path, true);
+    const last = tryLockFile(path, true);
     assert.ok(last !== null);
     last.close();
   } finally {
@@ -47,6 +47,26 @@ Deno.test("lockFile follows a replaced lock file", async () => {
     const opened = await acquired.stat();
     assert.equal(opened.ino, (await Deno.lstat(path)).ino);
     acquired.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("contended lockFile keeps event loop running", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/session.lock`;
+    const held = await lockFile(path, true);
+    let ticked = false;
+    const waiting = lockFile(path, true).then((lock) => {
+      // The timer below must have fired while this caller waited.
+      assert.ok(ticked);
+      return lock;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    ticked = true;
+    held.close();
+    (await waiting).close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -130,3 +130,22 @@ export function printOut(text: string): void {
     written += Deno.stdout.writeSync(bytes.subarray(written));
   }
 }
+
+/**
+ * Tells whether this process has a controlling terminal, which age needs for
+ * a passphrase prompt: age reads passphrases from /dev/tty, so redirected
+ * stdin and stdout do not matter.
+ *
+ * @example
+ * ```ts
+ * if (!hasTerminal()) console.error("no terminal for the passphrase");
+ * ```
+ */
+export function hasTerminal(): boolean {
+  try {
+    Deno.openSync("/dev/tty", { read: true }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}

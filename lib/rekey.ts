@@ -15,7 +15,8 @@ import { CliError, notice, warn } from "./output.ts";
 import { lstatOrNull } from "./ram_dir.ts";
 import { readRecipientsFile, rememberRecipients } from "./recipients.ts";
 import { completeWrite, type Session, storeNotFound } from "./session.ts";
-import { readStore, replaceStore, sha256Hex } from "./store.ts";
+import { sha256Hex } from "./fingerprint.ts";
+import { readStore, replaceStore } from "./store.ts";
 import { type PlaintextSource, WorkerError } from "./worker.ts";
 
 /**

@@ -18,8 +18,10 @@ import { basename, dirname, join } from "./path.ts";
 import { formatDuration } from "./options.ts";
 import { isOlder } from "./auth_json.ts";
 import { checkLink, ensureLink, inspectLink } from "./link.ts";
+import { fingerprintOf, sha256Hex } from "./fingerprint.ts";
 import { lockFile, tryLockFile } from "./lock.ts";
-import { CliError, notice, warn } from "./output.ts";
+import { mark } from "./trace.ts";
+import { CliError, hasTerminal, notice, warn } from "./output.ts";
 import {
   ensureRamDir,
   lstatOrNull,
@@ -31,13 +33,11 @@ import {
   MAX_KEY_FILE_BYTES,
   parseStoreHeader,
   readStore,
-  sha256Hex,
   syncDirectory,
 } from "./store.ts";
 import {
   type AdoptResult,
   type DecryptResult,
-  fingerprintOf,
   PlaintextWorker,
   WorkerError,
 } from "./worker.ts";
@@ -46,7 +46,6 @@ import {
   type WriteBackOptions,
   type WriteBackOutcome,
 } from "./write_back.ts";
-import { hasTerminal } from "./age.ts";
 import {
   readRecipientsFile,
   type ResolvedRecipients,
@@ -381,12 +380,17 @@ export class Session {
   async open(options: { newLogin: boolean }): Promise<void> {
     // Without a RAM copy this run will most likely decrypt: boot the worker
     // now, while the checks below run.
-    if (lstatOrNull(this.ramCopy) === null) this.worker();
+    if (lstatOrNull(this.ramCopy) === null) {
+      this.worker();
+      mark("worker");
+    }
     // A plaintext file where this session's link was is repaired below; any
     // other plaintext file or foreign link is rejected before anything runs.
-    const replaced = inspectLink(this.linkPath, this.ramCopy).kind === "file" &&
+    const link = inspectLink(this.linkPath, this.ramCopy).kind;
+    const replaced = link === "file" &&
       this.readState()?.codexHome === this.config.codexHome;
-    if (!replaced) {
+    // The hint's command is built only when checkLink is about to throw.
+    if (!replaced && link !== "missing" && link !== "ours") {
       checkLink(
         this.linkPath,
         this.ramCopy,
@@ -549,8 +553,14 @@ export class Session {
   async #unlock(): Promise<void> {
     const ciphertext = readStore(this.config.store, this.config.uid);
     if (ciphertext === null) throw storeNotFound(this.config.store, this);
+    // Asked first, so the worker reads the identity files while age runs.
+    const recipients = this.#findRecipients();
+    recipients.catch(() => {
+      // Awaited by #install. A failed decryption leaves it unread.
+    });
     const decrypted = await this.#decrypt(ciphertext);
-    await this.#install(ciphertext, decrypted);
+    mark("decrypt");
+    await this.#install(ciphertext, decrypted, recipients);
   }
 
   /**
@@ -630,6 +640,7 @@ export class Session {
   async #install(
     ciphertext: Uint8Array,
     decrypted: { sha256: string; lastRefresh: string | null },
+    recipients?: Promise<string[]>,
   ): Promise<void> {
     let fingerprint: string;
     try {
@@ -653,6 +664,7 @@ export class Session {
         decrypted.sha256,
         fingerprint,
         decrypted.lastRefresh,
+        recipients,
       ),
     );
   }
@@ -666,6 +678,7 @@ export class Session {
     plaintextSha256: string,
     plaintextFingerprint: string,
     lastRefresh: string | null,
+    recipients: Promise<string[]> = this.#findRecipients(),
   ): Promise<SessionState> {
     return {
       version: 1,
@@ -675,7 +688,7 @@ export class Session {
       plaintextSha256,
       plaintextFingerprint,
       lastRefresh,
-      recipients: await this.#findRecipients(),
+      recipients: await recipients,
       passphrase: ciphertext !== null &&
         parseStoreHeader(ciphertext)?.passphrase === true,
       unlockedAt: new Date().toISOString(),
@@ -830,7 +843,7 @@ export class Session {
       reportWriteBack(this, outcome);
       const users = this.#users;
       this.#users = null;
-      const last = users === null ? true : await users.tryLock(true);
+      const last = users === null ? true : users.tryLockSync(true);
       users?.close();
       if (!last) return;
       if (!isSaved(outcome)) {
@@ -907,7 +920,7 @@ export class Session {
     }
     return await this.withLock(async () => {
       if (!expired(this.readState())) return false;
-      const users = await tryLockFile(join(this.ramDir, "users.lock"), true);
+      const users = tryLockFile(join(this.ramDir, "users.lock"), true);
       if (users === null) return false;
       try {
         await this.repairReplacedLink();
@@ -974,7 +987,7 @@ export class Session {
       return;
     }
     await this.withLock(async () => {
-      const users = await tryLockFile(join(this.ramDir, "users.lock"), true);
+      const users = tryLockFile(join(this.ramDir, "users.lock"), true);
       if (users === null) {
         throw new CliError(
           `codex is still running with this session: ${this.ramDir}`,

@@ -26,7 +26,7 @@ import type { LoginSummary } from "./login_summary.ts";
 import { lstatOrNull, RAMFS_MAGIC, TMPFS_MAGIC } from "./ram_dir.ts";
 import type { Session, SessionState } from "./session.ts";
 import { MAX_KEY_FILE_BYTES, parseStoreHeader } from "./store.ts";
-import { fingerprintOf } from "./worker.ts";
+import { fingerprintOf } from "./fingerprint.ts";
 
 /** The kind of entry at `<codex home>/auth.json`. `ok` and `dangling` are links to the RAM copy. */
 export type LinkStatus =

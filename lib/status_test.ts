@@ -11,7 +11,7 @@ import {
   type StatusReport,
   type StatusWarningCode,
 } from "./status.ts";
-import { fingerprintOf } from "./worker.ts";
+import { fingerprintOf } from "./fingerprint.ts";
 
 /** A throwaway codex home with a store path and a RAM directory path, none created yet. */
 interface Home {

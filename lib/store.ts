@@ -184,25 +184,6 @@ function findHeaderEnd(bytes: Uint8Array): number {
   return -1;
 }
 
-/**
- * Computes the SHA-256 of some bytes as lowercase hex.
- *
- * @example
- * ```ts
- * const digest = await sha256Hex(new Uint8Array([1, 2, 3]));
- * console.log(digest.length); // 64
- * ```
- */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    bytes as Uint8Array<ArrayBuffer>,
-  );
-  return Array.from(new Uint8Array(digest))
-    .map((byte) => byte.toString(16).padStart(2, "0"))
-    .join("");
-}
-
 function randomSuffix(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(6));
   return Array.from(bytes).map((byte) => byte.toString(16).padStart(2, "0"))

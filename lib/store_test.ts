@@ -6,7 +6,6 @@ import {
   parseStoreHeader,
   readStore,
   replaceStore,
-  sha256Hex,
 } from "./store.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
@@ -44,13 +43,6 @@ Deno.test("parseStoreHeader rejects non-age bytes", () => {
   assert.equal(
     parseStoreHeader(encode("-----BEGIN AGE ENCRYPTED FILE-----\n%%%\n")),
     null,
-  );
-});
-
-Deno.test("sha256Hex of the empty input", async () => {
-  assert.equal(
-    await sha256Hex(new Uint8Array(0)),
-    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
   );
 });
 

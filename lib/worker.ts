@@ -9,30 +9,9 @@
  */
 
 import type { EncryptionTarget } from "./age.ts";
+import type { Fingerprint } from "./fingerprint.ts";
 import type { LoginKind } from "./auth_json.ts";
 import type { LoginSummary } from "./login_summary.ts";
-
-/** The identity of one version of a file: device, inode, size, mtime and ctime. */
-export type Fingerprint = string;
-
-/**
- * Computes the fingerprint of a file from its stat, the same way in both
- * threads, so the main thread can tell an unchanged RAM copy without reading it.
- *
- * @example
- * ```ts
- * const fingerprint = fingerprintOf(Deno.lstatSync("/etc/hostname"));
- * ```
- */
-export function fingerprintOf(info: Deno.FileInfo): Fingerprint {
-  return [
-    info.dev,
-    info.ino,
-    info.size,
-    info.mtime?.getTime(),
-    info.ctime?.getTime(),
-  ].join(":");
-}
 
 /** Requests the main thread sends, each with a unique id. */
 export type WorkerRequest =

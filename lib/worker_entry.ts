@@ -13,15 +13,8 @@
 
 import { ageDecrypt, ageEncrypt, recipientsFromIdentity } from "./age.ts";
 import { type AuthCheck, checkAuthJson } from "./auth_json.ts";
-import { summarizeLogin } from "./login_summary.ts";
-import { sha256Hex } from "./store.ts";
-import {
-  type AdoptResult,
-  type Fingerprint,
-  fingerprintOf,
-  type WorkerReply,
-  type WorkerRequest,
-} from "./worker.ts";
+import { type Fingerprint, fingerprintOf, sha256Hex } from "./fingerprint.ts";
+import type { AdoptResult, WorkerReply, WorkerRequest } from "./worker.ts";
 
 const MAX_FILE_BYTES = 1024 * 1024;
 
@@ -44,15 +37,19 @@ function forget(buffer: Uint8Array | null): null {
   return null;
 }
 
-async function readBounded(
+// File access here is synchronous: it blocks only this thread, and the
+// files are small and mostly on tmpfs. Each kind of asynchronous call costs
+// this new isolate a compile and a thread-pool round trip on every unlock.
+
+function readBounded(
   file: Deno.FsFile,
   size: number,
-): Promise<Uint8Array | null> {
+): Uint8Array | null {
   if (size > MAX_FILE_BYTES) return null;
   const buffer = new Uint8Array(size + 1);
   let total = 0;
   while (total < buffer.length) {
-    const count = await file.read(buffer.subarray(total));
+    const count = file.readSync(buffer.subarray(total));
     if (count === null) break;
     total += count;
   }
@@ -79,21 +76,21 @@ type AuthFile =
  * Reads and checks an auth.json without following a symlink at its path. The
  * bytes are kept only when they are a valid auth.json; otherwise they are zeroed.
  */
-async function readAuthFile(path: string): Promise<AuthFile> {
+function readAuthFile(path: string): AuthFile {
   let info: Deno.FileInfo;
   try {
-    info = await Deno.lstat(path);
+    info = Deno.lstatSync(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { status: "missing" };
     throw error;
   }
   if (!info.isFile) return { status: "not-file" };
-  const file = await Deno.open(path, { read: true });
+  const file = Deno.openSync(path, { read: true });
   let bytes: Uint8Array | null;
   let openInfo: Deno.FileInfo;
   try {
-    openInfo = await file.stat();
-    bytes = await readBounded(file, openInfo.size);
+    openInfo = file.statSync();
+    bytes = readBounded(file, openInfo.size);
   } finally {
     file.close();
   }
@@ -128,8 +125,24 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
 
     case "decrypt": {
       decrypted = forget(decrypted);
-      const ciphertext = await Deno.readFile(request.store);
-      const result = await ageDecrypt(ciphertext, request.identities, ageEnv);
+      // age opens the store itself, outside this worker's sandbox, so the
+      // worker's read scope is checked here.
+      const scope = Deno.permissions.querySync({
+        name: "read",
+        path: request.store,
+      });
+      if (scope.state !== "granted") {
+        return {
+          id: request.id,
+          ok: false,
+          reason: `not in the worker's read scope: ${request.store}`,
+        };
+      }
+      const result = await ageDecrypt(
+        request.store,
+        request.identities,
+        ageEnv,
+      );
       if (!result.ok) {
         return { id: request.id, ok: false, reason: result.reason };
       }
@@ -159,7 +172,7 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
       const suffix = crypto.randomUUID().slice(0, 8);
       const tempPath = `${request.ramDir}/.auth-unlock-${suffix}`;
       const target = `${request.ramDir}/auth.json`;
-      const file = await Deno.open(tempPath, {
+      const file = Deno.openSync(tempPath, {
         write: true,
         createNew: true,
         mode: 0o600,
@@ -167,20 +180,22 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
       try {
         let written = 0;
         while (written < decrypted.length) {
-          written += await file.write(decrypted.subarray(written));
+          written += file.writeSync(decrypted.subarray(written));
         }
         file.close();
-        await Deno.rename(tempPath, target);
+        Deno.renameSync(tempPath, target);
         decrypted = forget(decrypted);
         // Stat after the rename, which changes ctime. The caller holds codex's
         // auth.lock, so nothing else replaces the file in between.
-        const info = await Deno.lstat(target);
+        const info = Deno.lstatSync(target);
         return { id: request.id, ok: true, fingerprint: fingerprintOf(info) };
       } catch (error) {
         try {
           file.close();
         } catch { /* already closed */ }
-        await Deno.remove(tempPath).catch(() => {});
+        try {
+          Deno.removeSync(tempPath);
+        } catch { /* never created */ }
         return {
           id: request.id,
           ok: false,
@@ -192,7 +207,7 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
     case "snapshot": {
       snapshot = forget(snapshot);
       const path = `${request.ramDir}/auth.json`;
-      const found = await readAuthFile(path);
+      const found = readAuthFile(path);
       if (found.status === "missing") {
         return { id: request.id, ok: true, present: false };
       }
@@ -254,10 +269,12 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
     }
 
     case "summary": {
-      const found = await readAuthFile(`${request.ramDir}/auth.json`);
+      const found = readAuthFile(`${request.ramDir}/auth.json`);
       if (found.status !== "read") {
         return { id: request.id, ok: true, summary: null };
       }
+      // Loaded here, so that unlocks and write-backs do not parse it.
+      const { summarizeLogin } = await import("./login_summary.ts");
       const summary = summarizeLogin(found.bytes);
       found.bytes.fill(0);
       return { id: request.id, ok: true, summary };
@@ -265,7 +282,7 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
 
     case "adopt": {
       decrypted = forget(decrypted);
-      const found = await readAuthFile(request.path);
+      const found = readAuthFile(request.path);
       if (found.status === "missing" || found.status === "not-file") {
         return {
           id: request.id,
@@ -289,10 +306,10 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
     case "recipients": {
       const recipients: string[] = [];
       for (const identity of request.identities) {
-        const file = await Deno.open(identity, { read: true });
+        const file = Deno.openSync(identity, { read: true });
         let bytes: Uint8Array | null;
         try {
-          bytes = await readBounded(file, (await file.stat()).size);
+          bytes = readBounded(file, file.statSync().size);
         } finally {
           file.close();
         }

@@ -12,13 +12,14 @@
  * @module
  */
 
-import { type EncryptionTarget, hasTerminal } from "./age.ts";
-import { CliError, notice, warn } from "./output.ts";
+import type { EncryptionTarget } from "./age.ts";
+import { CliError, hasTerminal, notice, warn } from "./output.ts";
 import { rememberRecipients } from "./recipients.ts";
 import { completeWrite, type PendingWrite, type Session } from "./session.ts";
 import { isOlder } from "./auth_json.ts";
-import { readStore, replaceStore, sha256Hex } from "./store.ts";
-import { fingerprintOf, WorkerError } from "./worker.ts";
+import { fingerprintOf, sha256Hex } from "./fingerprint.ts";
+import { readStore, replaceStore } from "./store.ts";
+import { WorkerError } from "./worker.ts";
 
 /** The result of one write-back attempt. */
 export type WriteBackOutcome =
@@ -62,9 +63,10 @@ export async function writeBack(
   const recorded = session.readState();
   if (recorded === null) return { status: "absent" };
   const state = await session.settlePendingWrite(recorded);
+  // A stat on tmpfs: synchronous, since most calls end right here.
   let info: Deno.FileInfo;
   try {
-    info = await Deno.lstat(session.ramCopy);
+    info = Deno.lstatSync(session.ramCopy);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { status: "absent" };
     throw error;

@@ -64,6 +64,22 @@ const TARGETS = {
   memoryRatio: 1.3,
 };
 
+/**
+ * Findings the phase table cannot show, from experiments outside the bench
+ * on this machine class (Deno 2.9.6, V8 15.0). Static text: rerun the
+ * experiments before changing it.
+ */
+const STARTUP_FINDINGS = [
+  "Found by separate experiments with Deno 2.9.6 (V8 15.0), not by this run:",
+  "",
+  "- Every function a start calls is compiled again on every start. V8's code cache (DENO_DIR/v8_code_cache_v2) holds what was compiled when the module was first compiled: top-level code and functions V8 compiles eagerly. V8 compiles a function eagerly when it is wrapped in parentheses, but Deno's TypeScript emit drops those parentheses. A 3000-line function called once took about 5 ms on each run from a `.ts` module, with or without the parentheses, and 0.015 ms from a `.js` module with them. `--v8-flags=--no-lazy` made the floor and warm slower (by 5 and 7 ms), since it also compiles Deno's own runtime code eagerly.",
+  "- The first call of each Deno API in a process costs 0.2–0.5 ms (measured alone in fresh processes: `Deno.lstatSync` 0.24, `Deno.open` 0.42, `crypto.subtle.digest` 0.38, `Deno.watchFs` 0.33, `Deno.addSignalListener` 0.30); later calls cost 0.02–0.1 ms. The floor uses two APIs (`Deno.env`, `Deno.Command`); a warm start uses about fifteen, which is most of its `options`, `session` and `open` phases.",
+  "- Module loading is the rest of `loaded`: a minified one-file bundle of `main.ts` (`deno bundle --minify`, 99 KB) started about 2 ms faster than the modules from source (about 170 KB with comments then; the start path now loads about 150 KB). Removing the comments alone saved about 0.45 ms.",
+  "- `new Worker` blocks the main thread until the worker's isolate exists and has loaded its modules: 11–13 ms for a worker that only echoes, whatever the permissions. Letting age run during that time (age started from the main thread with `-o` into the RAM directory) saved nothing, because the main thread's first spawn itself took about 6 ms.",
+  "- A SHA-256 in TypeScript instead of `crypto.subtle.digest`, to avoid that API's first call, was slower: interpreted code hashing a 1 KiB store costs about as much as the first digest call.",
+  "- What would close the gaps: warm needs about 2.5 ms over the floor, which module loading alone exceeds. It would take shipping JavaScript that V8 can cache compiled (a minified bundle whose functions it compiles eagerly) and fewer kinds of Deno calls on the start path. Cold allows about 17 ms over the floor, and `new Worker` alone takes 11–13 ms of it on the main thread; meeting it needs a worker that is already running when a start needs one, such as a per-user agent process, which this design does not have.",
+];
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const BEGIN = performance.now();
@@ -543,6 +559,74 @@ async function benchStartup(
   return { child, rounds, warmups, times };
 }
 
+/** Phase durations of starts, per program, from `SECURE_CODEX_TRACE`. */
+interface PhaseResult {
+  runs: number;
+  /** Per program, per phase: the phase's durations in ms, one per run. */
+  durations: Record<"floor" | "warm" | "cold", Map<string, number[]>>;
+}
+
+/** The phases lib/trace.ts records, in order, with what each covers. */
+const PHASES: [string, string][] = [
+  ["loaded", "Deno starts, loads and evaluates the modules"],
+  ["options", "argv, environment, config file lookup"],
+  ["session", "codex home, RAM directory choice, codex on PATH"],
+  ["worker", "`new Worker` (cold), which blocks the main thread"],
+  ["decrypt", "checks, session lock, then `age -d` in the worker (cold)"],
+  ["open", "locks, session.json, store hash, link; cold: install, state"],
+  ["watch", "inotify watch, signal listeners"],
+  ["codex", "spawn codex and wait for it"],
+  ["leave", "stop the watch, last write-back check, leave the session"],
+];
+
+/**
+ * Runs the floor, warm and cold `runs` times each with SECURE_CODEX_TRACE
+ * set and the no-op child, and collects each phase's duration.
+ */
+async function benchPhases(setup: Setup, runs: number): Promise<PhaseResult> {
+  const trace = join(setup.dir, "trace.jsonl");
+  const env = envWith(setup, setup.bins.noop, { SECURE_CODEX_TRACE: trace });
+  const programs = {
+    floor: {
+      program: Deno.execPath(),
+      args: [...DENO_FLAGS, FLOOR, ...FILE_STORE_OVERRIDE],
+      env,
+    },
+    warm: { program: SECURE_CODEX, args: ["--"], env },
+    cold: { program: SECURE_CODEX, args: ["--"], env },
+  };
+  const durations: PhaseResult["durations"] = {
+    floor: new Map(),
+    warm: new Map(),
+    cold: new Map(),
+  };
+  await timed("unlock", programs.warm);
+  for (let run = 0; run < runs + 1; run++) {
+    for (const name of ["floor", "warm", "cold"] as const) {
+      if (name === "cold") await cleanup(setup);
+      await Deno.remove(trace).catch(() => {});
+      await timed(`phases ${name}`, programs[name]);
+      // The first run of each only warms up the caches.
+      if (run === 0) continue;
+      const lines = (await Deno.readTextFile(trace)).trim().split("\n");
+      if (lines.length !== 1) {
+        throw new Error(
+          `phases ${name}: expected 1 trace line, found ${lines.length}`,
+        );
+      }
+      let previous = 0;
+      for (const [phase, at] of JSON.parse(lines[0]) as [string, number][]) {
+        const list = durations[name].get(phase) ?? [];
+        list.push(at - previous);
+        durations[name].set(phase, list);
+        previous = at;
+      }
+    }
+  }
+  await Deno.remove(trace).catch(() => {});
+  return { runs, durations };
+}
+
 // ---------------------------------------------------------------------------
 // 2. Write-back
 
@@ -724,14 +808,21 @@ function epochRealtimeMs(text: string): number {
 // ---------------------------------------------------------------------------
 // 3. Memory
 
-/** Reads VmHWM (KiB) of each process from /proc, checking that each is deno. */
-async function readPeaks(label: string, pids: number[]): Promise<number[]> {
+/** The memory of one process, in KiB: its peak (VmHWM) and current (VmRSS) RSS. */
+interface Rss {
+  peak: number;
+  current: number;
+}
+
+/** Reads VmHWM and VmRSS of each process from /proc, checking that each is deno. */
+async function readRss(label: string, pids: number[]): Promise<Rss[]> {
   // The bench's own permissions exclude /proc, so awk reads the files.
   const status = await runCommand("awk", [
-    "/^(Name|VmHWM):/ { print FILENAME, $1, $2 }",
+    "/^(Name|VmHWM|VmRSS):/ { print FILENAME, $1, $2 }",
     ...pids.map((pid) => `/proc/${pid}/status`),
   ]);
   const peaks = new Map<number, number>();
+  const currents = new Map<number, number>();
   for (const line of status.stdout.trim().split("\n")) {
     const [file, key, value] = line.split(/\s+/);
     const pid = Number(file.split("/")[2]);
@@ -739,24 +830,28 @@ async function readPeaks(label: string, pids: number[]): Promise<number[]> {
       throw new Error(`${label}: pid ${pid} is ${value}, expected deno`);
     }
     if (key === "VmHWM:") peaks.set(pid, Number(value));
+    if (key === "VmRSS:") currents.set(pid, Number(value));
   }
-  if (peaks.size !== pids.length) {
+  if (peaks.size !== pids.length || currents.size !== pids.length) {
     throw new Error(`${label}: read ${peaks.size} of ${pids.length} processes`);
   }
-  return pids.map((pid) => peaks.get(pid)!);
+  return pids.map((pid) => ({
+    peak: peaks.get(pid)!,
+    current: currents.get(pid)!,
+  }));
 }
 
 /**
  * Starts `count` copies of an invocation whose child is the waiting codex,
- * reads each Deno process's peak RSS (VmHWM, KiB) once every child has
+ * reads each Deno process's peak and current RSS once every child has
  * started, then lets them all exit.
  */
-async function peakRss(
+async function measureRss(
   setup: Setup,
   label: string,
   invocation: Invocation,
   count: number,
-): Promise<{ peaks: number[]; allStartedMs: number }> {
+): Promise<{ rss: Rss[]; allStartedMs: number }> {
   const marks = join(setup.runtimeDir, "bench-marks");
   const release = join(setup.runtimeDir, "bench-release");
   await Deno.remove(marks, { recursive: true }).catch(() => {});
@@ -786,7 +881,7 @@ async function peakRss(
     child.output().finally(() => exited++)
   );
 
-  let measured: { peaks: number[]; allStartedMs: number } | null = null;
+  let measured: { rss: Rss[]; allStartedMs: number } | null = null;
   let failure: unknown = null;
   try {
     const deadline = Date.now() + 120_000;
@@ -802,8 +897,8 @@ async function peakRss(
     const allStartedMs = performance.now() - start;
     // The children are waiting now. A short pause lets each parent reach its await.
     await sleep(200);
-    const peaks = await readPeaks(label, children.map((child) => child.pid));
-    measured = { peaks, allStartedMs };
+    const rss = await readRss(label, children.map((child) => child.pid));
+    measured = { rss, allStartedMs };
   } catch (error) {
     failure = error;
   }
@@ -830,6 +925,8 @@ interface MemoryRow {
   /** Median over repetitions (and processes) of VmHWM in KiB. */
   median: number;
   max: number;
+  /** Median of VmRSS in KiB while codex runs. */
+  current: number;
   allStartedMs: number;
 }
 
@@ -872,17 +969,19 @@ async function benchMemory(setup: Setup, reps: number): Promise<MemoryResult> {
     before?: () => Promise<void>,
   ): Promise<MemoryRow> => {
     const all: number[] = [];
+    const currents: number[] = [];
     const startTimes: number[] = [];
     const repetitions = processes > 1 ? Math.min(reps, 3) : reps;
     for (let rep = 0; rep < repetitions; rep++) {
       await before?.();
-      const { peaks, allStartedMs } = await peakRss(
+      const { rss, allStartedMs } = await measureRss(
         setup,
         label,
         invocation,
         processes,
       );
-      all.push(...peaks);
+      all.push(...rss.map((process) => process.peak));
+      currents.push(...rss.map((process) => process.current));
       startTimes.push(allStartedMs);
     }
     progress(`  ${label}: ${mib(median(all))} MiB`);
@@ -891,6 +990,7 @@ async function benchMemory(setup: Setup, reps: number): Promise<MemoryResult> {
       processes,
       median: median(all),
       max: Math.max(...all),
+      current: median(currents),
       allStartedMs: median(startTimes),
     };
   };
@@ -996,6 +1096,7 @@ async function describeMachine(setup: Setup): Promise<Machine> {
 interface Results {
   machine: Machine;
   startup: StartupResult[];
+  phases: PhaseResult;
   writeBack: WriteBackResult;
   memory: MemoryResult;
   leak: string;
@@ -1054,7 +1155,7 @@ function startupSection(result: StartupResult): string {
     } ms over the floor. For comparison, importing \`node:fs\` and \`node:path\` costs ${
       signedMs(nodeExtra)
     } ms; the warm path imports neither (\`lib/path.ts\` replaces \`node:path\`, and \`node:fs\` is loaded only to check a new RAM directory with statfs).`,
-    "- The rest of warm is the session's own work, about 8 ms measured with timestamps on this machine class. It takes the session and users locks, reads session.json, hashes the store, starts the inotify watch and checks for a final write-back. Loading about 15 modules from source instead of one adds to that.",
+    "- The rest is the session's own work; the phase table below shows where it goes.",
     `- The \`/bin/sh\` launcher accounts for ${
       signedMs(launcher)
     } ms (warm minus warm without the launcher).`,
@@ -1062,7 +1163,7 @@ function startupSection(result: StartupResult): string {
       signedMs(median(t.cold) - median(t.warm))
     } ms over warm; \`age -d\` alone takes ${
       ms(median(t.age))
-    } ms of that; the rest is starting the worker and its requests (decrypt, install, recipients).`,
+    } ms of that; the rest is starting the worker and its requests (phase table below).`,
   ].join("\n");
 }
 
@@ -1134,6 +1235,7 @@ function memorySection(result: MemoryResult): string {
     mib(row.median),
     mib(row.max),
     ratio(row.median / floor),
+    mib(row.current),
     row.label.startsWith("floor")
       ? "–"
       : verdict(row.median / floor, TARGETS.memoryRatio, "×"),
@@ -1160,6 +1262,7 @@ function memorySection(result: MemoryResult): string {
         "VmHWM median, MiB",
         "max, MiB",
         "× floor",
+        "VmRSS while codex runs, MiB",
         `target ≤ ${TARGETS.memoryRatio.toFixed(2)} × floor`,
       ],
       rows.map(line),
@@ -1174,10 +1277,53 @@ function memorySection(result: MemoryResult): string {
     } MiB more than the floor. For comparison, importing \`node:fs\` and \`node:path\` costs ${
       mib(result.floorNode.median - floor)
     } MiB, which the warm path avoids.`,
-    `- Cold uses ${
+    `- Cold peaks ${
       mib(result.cold.median - result.warm.median)
-    } MiB more than warm: the plaintext worker, a second V8 isolate with its own copy of the modules it imports.`,
+    } MiB above warm: the plaintext worker, a second V8 isolate with its own copy of the modules it imports. Once started, the worker runs until secure-codex exits, so that no write-back has to start one (\`new Worker\` blocks the main thread for 11–13 ms); while codex runs cold holds ${
+      mib(result.cold.current)
+    } MiB (VmRSS), against ${mib(result.warm.current)} MiB for warm and ${
+      mib(result.floor.current)
+    } MiB for the floor.`,
     `- Time until every child had started (median): ${concurrentStart}.`,
+  ].join("\n");
+}
+
+function phaseSection(result: PhaseResult): string {
+  const cell = (name: "floor" | "warm" | "cold", phase: string) => {
+    const values = result.durations[name].get(phase);
+    return values === undefined ? "–" : ms(median(values));
+  };
+  const total = (name: "floor" | "warm" | "cold") =>
+    ms(
+      median(
+        Array.from(
+          { length: result.runs },
+          (_, run) =>
+            [...result.durations[name].values()].reduce(
+              (sum, values) => sum + (values[run] ?? 0),
+              0,
+            ),
+        ),
+      ),
+    );
+  const rows = PHASES.map(([phase, covers]) => [
+    `\`${phase}\``,
+    covers,
+    cell("floor", phase),
+    cell("warm", phase),
+    cell("cold", phase),
+  ]);
+  rows.push([
+    "total",
+    "from the process's time origin to the last phase",
+    total("floor"),
+    total("warm"),
+    total("cold"),
+  ]);
+  return [
+    `Medians of ${result.runs} runs each with the no-op child, in ms, from \`SECURE_CODEX_TRACE\` (\`lib/trace.ts\`): each phase ends where its mark is, and its time counts from the mark before. The floor records only \`loaded\` and \`codex\`. Time before the process's time origin (exec, Deno's own start) and after the last mark (exit) is not in the table.`,
+    "",
+    table(["phase", "covers", "floor", "warm", "cold"], rows),
   ].join("\n");
 }
 
@@ -1298,6 +1444,12 @@ function render(results: Results, quick: boolean): string {
     "",
     results.startup.map(startupSection).join("\n\n"),
     "",
+    "### Where the time goes",
+    "",
+    phaseSection(results.phases),
+    "",
+    ...STARTUP_FINDINGS,
+    "",
     "## 2. Write-back latency",
     "",
     "The bench stages one auth.json per write-back on the tmpfs: a ChatGPT",
@@ -1383,6 +1535,7 @@ async function main(): Promise<void> {
   const rounds = count("--rounds", values.rounds, quick ? 5 : 50);
   const writes = count("--writes", values.writes, quick ? 20 : 200);
   const reps = count("--reps", values.reps, quick ? 2 : 5);
+  const phaseRuns = quick ? 3 : 20;
   const out = values["no-write"] || (quick && values.out === undefined)
     ? null
     : resolve(values.out ?? DOC);
@@ -1397,6 +1550,8 @@ async function main(): Promise<void> {
       progress(`start-up, ${child} child, ${rounds} rounds`);
       startup.push(await benchStartup(setup, child, rounds, 3));
     }
+    progress(`phases, ${phaseRuns} traced runs each`);
+    const phases = await benchPhases(setup, phaseRuns);
     progress(`write-back, ${writes} writes`);
     const writeBack = await benchWriteBack(setup, writes);
     progress(`memory, ${reps} runs per row`);
@@ -1406,6 +1561,7 @@ async function main(): Promise<void> {
     results = {
       machine,
       startup,
+      phases,
       writeBack,
       memory,
       leak: "",

@@ -43,6 +43,54 @@ Deno.test("login status through the wrapper", async () => {
   }
 });
 
+Deno.test("trace file lists phase names only", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const trace = join(fixture.dir, "trace.jsonl");
+    for (const start of ["cold", "warm"]) {
+      const result = await fixture.run(["--", "login", "status"], {
+        env: { SECURE_CODEX_TRACE: trace },
+      });
+      assert.equal(result.code, 0, `${start}: ${result.stderr}`);
+    }
+    const lines = (await Deno.readTextFile(trace)).trim().split("\n");
+    assert.equal(lines.length, 2);
+    const [cold, warm] = lines.map((line) =>
+      JSON.parse(line) as [string, number][]
+    );
+    assert.deepEqual(cold.map(([phase]) => phase), [
+      "loaded",
+      "options",
+      "session",
+      "worker",
+      "decrypt",
+      "open",
+      "watch",
+      "codex",
+      "leave",
+    ]);
+    assert.deepEqual(warm.map(([phase]) => phase), [
+      "loaded",
+      "options",
+      "session",
+      "open",
+      "watch",
+      "codex",
+      "leave",
+    ]);
+    for (const [, at] of [...cold, ...warm]) {
+      assert.equal(typeof at, "number");
+      assert.ok(at >= 0);
+    }
+    const text = await Deno.readTextFile(trace);
+    assert.ok(!text.includes(fixture.canary), "a token in the trace");
+    assert.ok(!text.includes("/"), "a path in the trace");
+  } finally {
+    await fixture.dispose();
+  }
+});
+
 Deno.test("refresh rotates the stored token", async () => {
   const fixture = await createFixture();
   const mock = startTokenMock({ canary: fixture.canary, first: "rt-1" });

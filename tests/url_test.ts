@@ -230,7 +230,7 @@ Deno.test("from a URL: --version prints the version", async () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, `secure-codex ${config.version}\n`);
     assertServed(server, "/main.ts");
-    assertServed(server, "/deno.json");
+    assertServed(server, "/lib/help.ts");
   } finally {
     await server.close();
     await Deno.remove(dir, { recursive: true });
