@@ -56,8 +56,12 @@ const SEED = Number(
 
 const decoder = new TextDecoder();
 const AGE_MAGIC = "age-encryption.org/v1\n";
-/** Matches the temp files `replaceStore` writes next to the store. */
-const STORE_TEMP = /^\.auth\.json\.age\..*\.tmp$/;
+/**
+ * Matches the temp files `replaceStore` writes next to the store. A
+ * write-back killed while it writes the recipients file leaves
+ * `.auth.json.age.recipients.<random>.tmp` (public keys only) instead.
+ */
+const STORE_TEMP = /^\.auth\.json\.age\.[0-9a-f]{12}\.tmp$/;
 
 interface StoredAuth {
   tokens?: { refresh_token?: string } | null;

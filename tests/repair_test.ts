@@ -192,6 +192,7 @@ Deno.test("stale temp files are removed at start", async () => {
       join(ramDir, ".auth-AbC123"),
       join(ramDir, "session.json.0badf00d.tmp"),
       join(fixture.codexHome, ".auth.json.age.0123456789ab.tmp"),
+      join(fixture.codexHome, ".auth.json.age.recipients.0123456789ab.tmp"),
     ];
     for (const path of leftovers) Deno.writeTextFileSync(path, "stale");
 
