@@ -11,6 +11,11 @@
  * @module
  */
 
+import { CliError } from "./output.ts";
+
+/** Replacements of a lock file seen in one lockFile call before it gives up. */
+const MAX_REPLACEMENTS = 100;
+
 const LOCK_FILE_OPTIONS: Deno.OpenOptions = {
   read: true,
   write: true,
@@ -22,7 +27,7 @@ const LOCK_FILE_OPTIONS: Deno.OpenOptions = {
  * Opens (creating if needed, mode 0600) and locks a lock file. Waits for the
  * lock. If the path was removed or replaced while waiting, the lock is taken
  * again on the new file, so two processes never hold "the same" lock on
- * different inodes.
+ * different inodes. A path that keeps changing under it is an error.
  *
  * @example
  * ```ts
@@ -38,7 +43,7 @@ export async function lockFile(
   path: string,
   exclusive: boolean,
 ): Promise<Deno.FsFile> {
-  for (;;) {
+  for (let attempt = 0; attempt < MAX_REPLACEMENTS; attempt++) {
     const file = Deno.openSync(path, LOCK_FILE_OPTIONS);
     try {
       if (!file.tryLockSync(exclusive)) await file.lock(exclusive);
@@ -49,6 +54,12 @@ export async function lockFile(
     }
     file.close();
   }
+  throw new CliError(`lock file keeps changing: ${path}`, {
+    hints: [
+      `another program replaced or removed it ${MAX_REPLACEMENTS} times while secure-codex tried to lock it`,
+      "stop that program, then run again",
+    ],
+  });
 }
 
 /**
@@ -83,7 +94,10 @@ export function tryLockFile(
 function isSameFile(file: Deno.FsFile, path: string): boolean {
   const opened = file.statSync();
   try {
-    const current = Deno.lstatSync(path);
+    // Follows a symlink, as the open did. Compared with the link's own
+    // inode, a symlinked lock file would never match, and lockFile would
+    // retry until it gives up.
+    const current = Deno.statSync(path);
     return current.ino === opened.ino && current.dev === opened.dev;
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return false;

@@ -71,3 +71,19 @@ Deno.test("contended lockFile keeps event loop running", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("lockFile locks a symlinked lock file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const target = `${dir}/real.lock`;
+    const path = `${dir}/auth.lock`;
+    await Deno.writeTextFile(target, "");
+    await Deno.symlink(target, path);
+    const lock = await lockFile(path, true);
+    // The lock is on the target: another open of the target sees it.
+    assert.equal(tryLockFile(target, false), null);
+    lock.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -24,8 +24,9 @@ export function mark(phase: string): void {
 }
 
 /**
- * Appends the recorded phases to the trace file, if tracing is on. A trace
- * that cannot be written is dropped: it must never change how a run ends.
+ * Appends the recorded phases to the trace file, if tracing is on and the
+ * path is a regular file or free. A trace that cannot be written is dropped:
+ * it must never change how a run ends.
  *
  * @example
  * ```ts
@@ -36,6 +37,15 @@ export function mark(phase: string): void {
 export function writeTrace(): void {
   if (!target || marks.length === 0) return;
   try {
+    // Only a regular file or a new one: opening a FIFO without a reader
+    // would block the exit.
+    let existing: Deno.FileInfo | null = null;
+    try {
+      existing = Deno.lstatSync(target);
+    } catch {
+      // Created by the write below.
+    }
+    if (existing !== null && !existing.isFile) return;
     Deno.writeTextFileSync(target, JSON.stringify(marks) + "\n", {
       append: true,
     });

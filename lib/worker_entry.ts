@@ -60,6 +60,30 @@ function readBounded(
   return buffer.subarray(0, total);
 }
 
+/**
+ * Checks paths that age will open itself, outside this worker's sandbox:
+ * each must be absolute and normalized, so that age opens exactly the string
+ * checked, and inside the worker's read scope. Returns the reason for the
+ * first one that is not, or null. The kernel resolves `..` after following
+ * a symlink, while Deno's check removes it from the text first, which is
+ * why such paths are rejected outright.
+ */
+function outsideReadScope(paths: readonly string[]): string | null {
+  for (const path of paths) {
+    const normalized = path.startsWith("/") &&
+      !path.split("/").slice(1).some((part) =>
+        part === "" || part === "." || part === ".."
+      );
+    if (!normalized) return `not an absolute, normalized path: ${path}`;
+    if (
+      Deno.permissions.querySync({ name: "read", path }).state !== "granted"
+    ) {
+      return `not in the worker's read scope: ${path}`;
+    }
+  }
+  return null;
+}
+
 /** An auth.json file as read from disk, with the fingerprint of that version. */
 type AuthFile =
   | { status: "missing" }
@@ -125,18 +149,9 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
 
     case "decrypt": {
       decrypted = forget(decrypted);
-      // age opens the store itself, outside this worker's sandbox, so the
-      // worker's read scope is checked here.
-      const scope = Deno.permissions.querySync({
-        name: "read",
-        path: request.store,
-      });
-      if (scope.state !== "granted") {
-        return {
-          id: request.id,
-          ok: false,
-          reason: `not in the worker's read scope: ${request.store}`,
-        };
+      const outside = outsideReadScope([request.store, ...request.identities]);
+      if (outside !== null) {
+        return { id: request.id, ok: false, reason: outside };
       }
       const result = await ageDecrypt(
         request.store,
@@ -254,6 +269,10 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
       const plaintext = request.source === "snapshot" ? snapshot : decrypted;
       if (plaintext === null) {
         return { id: request.id, ok: false, reason: "nothing to compare" };
+      }
+      const outside = outsideReadScope(request.identities);
+      if (outside !== null) {
+        return { id: request.id, ok: false, reason: outside };
       }
       const result = await ageDecrypt(
         request.ciphertext,

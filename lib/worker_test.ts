@@ -105,6 +105,57 @@ Deno.test("worker cannot read outside its scope", async () => {
   }
 });
 
+Deno.test("worker rejects paths age would resolve elsewhere", async () => {
+  const dir = await Deno.makeTempDir();
+  const scope = join(dir, "scope");
+  const elsewhere = join(dir, "elsewhere");
+  const ramDir = join(dir, "ram");
+  await Deno.mkdir(join(elsewhere, "deep"), { recursive: true });
+  await Deno.mkdir(scope);
+  await Deno.mkdir(ramDir, { mode: 0o700 });
+  const { identity, recipient } = await keypair(dir);
+  const outsideIdentity = join(elsewhere, "key.txt");
+  await Deno.copyFile(identity, outsideIdentity);
+  await encrypt(recipient, '{"OPENAI_API_KEY":"sk-in"}', join(scope, "s.age"));
+  await encrypt(
+    recipient,
+    '{"OPENAI_API_KEY":"sk-out"}',
+    join(elsewhere, "s.age"),
+  );
+  // The kernel resolves "link/.." to "elsewhere"; Deno's check to "scope".
+  await Deno.symlink(join(elsewhere, "deep"), join(scope, "link"));
+  const worker = PlaintextWorker.start({
+    store: join(scope, "s.age"),
+    identities: [identity],
+    ramDir,
+    env,
+  });
+  try {
+    await assert.rejects(
+      () => worker.decrypt(`${scope}/link/../s.age`, [identity]),
+      /not an absolute, normalized path/,
+    );
+    await assert.rejects(
+      () => worker.decrypt("s.age", [identity]),
+      /not an absolute, normalized path/,
+    );
+    await assert.rejects(
+      () => worker.decrypt(join(scope, "s.age"), [outsideIdentity]),
+      /not in the worker's read scope/,
+    );
+    const decrypted = await worker.decrypt(join(scope, "s.age"), [identity]);
+    assert.equal(decrypted.kind, "api-key");
+    const ciphertext = await Deno.readFile(join(scope, "s.age"));
+    await assert.rejects(
+      () => worker.verify("pending", ciphertext, [outsideIdentity]),
+      /not in the worker's read scope/,
+    );
+  } finally {
+    worker.terminate();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("worker verify detects different plaintext", async () => {
   const dir = await Deno.makeTempDir();
   const ramDir = join(dir, "ram");

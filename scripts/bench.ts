@@ -1279,7 +1279,7 @@ function memorySection(result: MemoryResult): string {
     } MiB, which the warm path avoids.`,
     `- Cold peaks ${
       mib(result.cold.median - result.warm.median)
-    } MiB above warm: the plaintext worker, a second V8 isolate with its own copy of the modules it imports. Once started, the worker runs until secure-codex exits, so that no write-back has to start one (\`new Worker\` blocks the main thread for 11–13 ms); while codex runs cold holds ${
+    } MiB above warm: the plaintext worker, a second V8 isolate with its own copy of the modules it imports. Once started, the worker runs until secure-codex exits, so that later write-backs reuse it instead of blocking the main thread in \`new Worker\` again (11–13 ms); while codex runs cold holds ${
       mib(result.cold.current)
     } MiB (VmRSS), against ${mib(result.warm.current)} MiB for warm and ${
       mib(result.floor.current)

@@ -9,6 +9,7 @@ import {
   flockState,
   pathExists,
   ramCopies,
+  SECURE_CODEX,
   spawnSecureCodex,
   startTokenMock,
   waitFor,
@@ -88,6 +89,27 @@ Deno.test("trace file lists phase names only", async () => {
     assert.ok(!text.includes("/"), "a path in the trace");
   } finally {
     await fixture.dispose();
+  }
+});
+
+Deno.test("trace path that is a FIFO is skipped", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const fifo = join(dir, "trace");
+    const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert.equal(made.code, 0);
+    // Opening a FIFO nobody reads would block the exit, so it is not opened.
+    const result = await new Deno.Command(SECURE_CODEX, {
+      args: ["--version"],
+      env: { SECURE_CODEX_TRACE: fifo },
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(20_000),
+    }).output();
+    assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
+    assert.match(new TextDecoder().decode(result.stdout), /^secure-codex /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
