@@ -843,33 +843,27 @@ async function readRss(label: string, pids: number[]): Promise<Rss[]> {
 }
 
 /**
- * Starts `count` copies of an invocation whose child is the waiting codex,
+ * Starts every invocation at once, each with the waiting codex as its child,
  * reads each Deno process's peak and current RSS once every child has
  * started, then lets them all exit.
  */
 async function measureRss(
   setup: Setup,
   label: string,
-  invocation: Invocation,
-  count: number,
+  invocations: Invocation[],
 ): Promise<{ rss: Rss[]; allStartedMs: number }> {
+  const count = invocations.length;
   const marks = join(setup.runtimeDir, "bench-marks");
   const release = join(setup.runtimeDir, "bench-release");
   await Deno.remove(marks, { recursive: true }).catch(() => {});
   await Deno.remove(release).catch(() => {});
   await Deno.mkdir(marks);
-  const env = {
-    ...invocation.env,
-    BENCH_MARKS: marks,
-    BENCH_RELEASE: release,
-  };
-
   const start = performance.now();
   const children: Deno.ChildProcess[] = [];
-  for (let i = 0; i < count; i++) {
+  for (const invocation of invocations) {
     const command = new Deno.Command(invocation.program, {
       args: invocation.args,
-      env,
+      env: { ...invocation.env, BENCH_MARKS: marks, BENCH_RELEASE: release },
       clearEnv: true,
       stdin: "null",
       stdout: "piped",
@@ -939,6 +933,7 @@ interface MemoryResult {
   cold: MemoryRow;
   entries: MemoryRow[];
   concurrent: MemoryRow[];
+  sessions: MemoryRow[];
 }
 
 async function benchMemory(setup: Setup, reps: number): Promise<MemoryResult> {
@@ -965,10 +960,13 @@ async function benchMemory(setup: Setup, reps: number): Promise<MemoryResult> {
 
   const row = async (
     label: string,
-    invocation: Invocation,
+    invocation: Invocation | Invocation[],
     processes: number,
     before?: () => Promise<void>,
   ): Promise<MemoryRow> => {
+    const invocations = Array.isArray(invocation)
+      ? invocation
+      : Array.from({ length: processes }, () => invocation);
     const all: number[] = [];
     const currents: number[] = [];
     const startTimes: number[] = [];
@@ -978,8 +976,7 @@ async function benchMemory(setup: Setup, reps: number): Promise<MemoryResult> {
       const { rss, allStartedMs } = await measureRss(
         setup,
         label,
-        invocation,
-        processes,
+        invocations,
       );
       all.push(...rss.map((process) => process.peak));
       currents.push(...rss.map((process) => process.current));
@@ -1029,6 +1026,33 @@ async function benchMemory(setup: Setup, reps: number): Promise<MemoryResult> {
       await row(`warm, ${processes} at once`, wrapper, processes),
     );
   }
+
+  // Separate sessions: one codex home, store copy and RAM directory each.
+  const homes: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    const home = join(setup.dir, "sessions", `codex-${i}`);
+    await Deno.mkdir(home, { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(join(home, "config.toml"), CODEX_TEST_CONFIG);
+    await Deno.copyFile(setup.store, join(home, "auth.json.age"));
+    await timed("unlock session", {
+      program: SECURE_CODEX,
+      args: ["--"],
+      env: envWith(setup, setup.bins.noop, { CODEX_HOME: home }),
+    });
+    homes.push(home);
+  }
+  const sessions: MemoryRow[] = [];
+  for (const count of [1, 10, 50]) {
+    const invocations = homes.slice(0, count).map((home) => ({
+      program: SECURE_CODEX,
+      args: ["--"],
+      env: { ...env, CODEX_HOME: home },
+    }));
+    const noun = count === 1 ? "session" : "sessions";
+    sessions.push(
+      await row(`warm, ${count} ${noun} at once`, invocations, count),
+    );
+  }
   return {
     reps,
     floor: floorRow,
@@ -1037,6 +1061,7 @@ async function benchMemory(setup: Setup, reps: number): Promise<MemoryResult> {
     cold: coldRow,
     entries,
     concurrent,
+    sessions,
   };
 }
 
@@ -1248,11 +1273,20 @@ function memorySection(result: MemoryResult): string {
     result.cold,
     ...result.entries,
     ...result.concurrent,
+    ...result.sessions,
   ];
-  const concurrentStart = result.concurrent.map((row) =>
-    `${row.processes}: ${ms(row.allStartedMs)} ms`
-  ).join(", ");
-  const warmRows = [result.warm, ...result.entries, ...result.concurrent];
+  const startTimes = (rows: MemoryRow[]) =>
+    rows.map((row) => `${row.processes}: ${ms(row.allStartedMs)} ms`)
+      .join(", ");
+  const concurrentStart = `one session ${
+    startTimes(result.concurrent)
+  }; separate sessions ${startTimes(result.sessions)}`;
+  const warmRows = [
+    result.warm,
+    ...result.entries,
+    ...result.concurrent,
+    ...result.sessions,
+  ];
   const spread = Math.max(...warmRows.map((row) => row.median)) -
     Math.min(...warmRows.map((row) => row.median));
   return [
@@ -1269,10 +1303,12 @@ function memorySection(result: MemoryResult): string {
       rows.map(line),
     ),
     "",
-    `- Medians over ${result.reps} runs (3 for the concurrent rows), each process counted.`,
+    `- Medians over ${result.reps} runs (${
+      Math.min(result.reps, 3)
+    } for the rows with several processes), each process counted.`,
     `- Warm rows differ by at most ${
       mib(spread)
-    } MiB between 1 and 100 extra entries and between 1 and 50 processes.`,
+    } MiB between 1 and 100 extra entries, 1 and 50 processes on one session, and 1 and 50 sessions.`,
     `- Warm uses ${
       mib(result.warm.median - floor)
     } MiB more than the floor. For comparison, importing \`node:fs\` and \`node:path\` costs ${
@@ -1367,6 +1403,7 @@ function render(results: Results, quick: boolean): string {
     mem.warm.median,
     ...mem.entries.map((row) => row.median),
     ...mem.concurrent.map((row) => row.median),
+    ...mem.sessions.map((row) => row.median),
   );
   summaryRows.push([
     "peak RSS, warm (worst row)",
@@ -1475,8 +1512,10 @@ function render(results: Results, quick: boolean): string {
     "Peak RSS is `VmHWM` from `/proc/<pid>/status` of the Deno process, read",
     "by the bench while the child, a shell script named `codex`, waits for a",
     "release file. Extra entries are files and directories added next to",
-    "`config.toml`, the store and the link in the codex home. Concurrent rows",
-    "start that many secure-codex processes at once on one unlocked session.",
+    '`config.toml`, the store and the link in the codex home. Rows "at once"',
+    "start that many secure-codex processes together, either on one unlocked",
+    "session or on as many sessions, each with its own codex home, store copy",
+    "and RAM directory, unlocked beforehand.",
     "",
     memorySection(results.memory),
     "",
