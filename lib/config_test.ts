@@ -951,7 +951,13 @@ Deno.test("parseDuration: malformed durations", () => {
   ) {
     const error = cliErrorOf(() => parseOptions(argv, env));
     assert.equal(error.exitCode, 2, argv.join(" "));
-    assert.match(error.message, /^invalid duration: "/, argv.join(" "));
+    assert.match(
+      error.message,
+      argv.length > 0
+        ? /^invalid duration for --ttl: "/
+        : /^invalid duration for SECURE_CODEX_TTL: "/,
+      argv.join(" "),
+    );
   }
 });
 

@@ -37,7 +37,7 @@ export async function importPlaintext(
   const { config, linkPath } = session;
   checkImportSource(session);
   if (!options.force && readStore(config.store, config.uid) !== null) {
-    throw storeExists(config.store);
+    throw storeExists(config.store, linkPath);
   }
   if (config.identities.length === 0) {
     throw new CliError("no identity to prove that the new store decrypts", {
@@ -63,7 +63,9 @@ export async function importPlaintext(
     // Checked again under the lock: another import may have finished meanwhile.
     checkImportSource(session);
     const existing = readStore(config.store, config.uid);
-    if (!options.force && existing !== null) throw storeExists(config.store);
+    if (!options.force && existing !== null) {
+      throw storeExists(config.store, linkPath);
+    }
 
     const worker = session.worker();
     const found = await session.withCodexLock(() => worker.adopt(linkPath));
@@ -168,11 +170,11 @@ function checkImportSource(session: Session): void {
   }
 }
 
-function storeExists(store: string): CliError {
+function storeExists(store: string, plaintext: string): CliError {
   return new CliError(`store already exists: ${store}`, {
     hints: [
       "--import does not replace a store unless --force is given; nothing was changed",
-      "to keep the existing store, leave the plaintext alone, or move it away and delete it",
+      `to keep the existing store instead, move ${plaintext} away and delete it securely: it is a working login in plaintext`,
     ],
   });
 }

@@ -430,8 +430,11 @@ export function resolveOptions(
   if (ttlSetting !== undefined) {
     const parsedTtl = parseDuration(ttlSetting);
     if (parsedTtl === null) {
+      const source = values["--ttl"] !== undefined
+        ? "--ttl"
+        : "SECURE_CODEX_TTL";
       throw usageError(
-        `invalid duration: ${JSON.stringify(ttlSetting)}`,
+        `invalid duration for ${source}: ${JSON.stringify(ttlSetting)}`,
         "give a duration such as 90s, 30m, 8h, 1d or 1h30m; 0 never locks",
       );
     }

@@ -30,11 +30,39 @@ export interface RamDirChoice {
   source: RamDirSource;
 }
 
-const SAFE_ALTERNATIVES = [
+const SYSTEMD_ALTERNATIVES = [
   "log in through a normal session (ssh, a desktop or `machinectl shell`) so systemd creates /run/user/<uid>",
   "or run `loginctl enable-linger` once so /run/user/<uid> exists without a login",
-  "or mount a tmpfs you own (for example Docker's --tmpfs /run/secure-codex:mode=0700,uid=<uid>) and pass --ram-dir on it",
 ];
+const OWN_TMPFS =
+  "mount a tmpfs you own (for example Docker's --tmpfs /run/secure-codex:mode=0700,uid=<uid>) and pass --ram-dir on it";
+const SAFE_ALTERNATIVES = [...SYSTEMD_ALTERNATIVES, `or ${OWN_TMPFS}`];
+
+/**
+ * Replaces the systemd hints of a rejected RAM directory that the user named
+ * with --ram-dir, where they do not apply.
+ */
+function forNamedRamDir(error: unknown): unknown {
+  if (!(error instanceof CliError)) return error;
+  const hints = error.hints.filter((hint) => !SAFE_ALTERNATIVES.includes(hint));
+  if (hints.length === error.hints.length) return error;
+  return new CliError(error.message, {
+    hints: [...hints, OWN_TMPFS],
+    exitCode: error.exitCode,
+  });
+}
+
+/** Common statfs magic numbers, so a rejection names the filesystem. */
+const FILESYSTEM_NAMES: Record<number, string> = {
+  0xef53: "ext2/ext3/ext4",
+  0x58465342: "xfs",
+  0x9123683e: "btrfs",
+  0x2fc12fc1: "zfs",
+  0x794c7630: "overlayfs",
+  0x6969: "nfs",
+  0x01021997: "9p",
+  0x65735546: "fuse",
+};
 
 /**
  * Computes a short id that is stable for one codex home: the first 16 hex
@@ -78,7 +106,11 @@ export function chooseRamDir(
   if (settings.ramDir !== undefined) {
     // Checked here, before anything stats a path below it: Deno rejects such
     // a stat with NotCapable, which would hide the real reason.
-    checkNotSpecialFilesystem(settings.ramDir);
+    try {
+      checkNotSpecialFilesystem(settings.ramDir);
+    } catch (error) {
+      throw forNamedRamDir(error);
+    }
     return { path: settings.ramDir, source: "--ram-dir" };
   }
   if (settings.xdgRuntimeDir) checkNotSpecialFilesystem(settings.xdgRuntimeDir);
@@ -163,10 +195,11 @@ export async function checkRamFilesystem(
   const { statfsSync } = await import("node:fs");
   const type = statfsSync(path).type;
   if (type !== TMPFS_MAGIC && type !== RAMFS_MAGIC) {
+    const name = FILESYSTEM_NAMES[type];
     reject(
       `RAM directory is not on tmpfs or ramfs (filesystem type 0x${
         type.toString(16)
-      })`,
+      }${name === undefined ? "" : `, ${name}`})`,
       reportedPath,
       ["plaintext tokens there would be written to disk"],
     );
@@ -288,6 +321,17 @@ function makePrivateDirectory(path: string): boolean {
  * ```
  */
 export async function ensureRamDir(
+  choice: RamDirChoice,
+  uid: number,
+): Promise<void> {
+  try {
+    await prepareRamDir(choice, uid);
+  } catch (error) {
+    throw choice.source === "--ram-dir" ? forNamedRamDir(error) : error;
+  }
+}
+
+async function prepareRamDir(
   choice: RamDirChoice,
   uid: number,
 ): Promise<void> {

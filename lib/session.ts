@@ -391,6 +391,9 @@ export class Session {
       this.readState()?.codexHome === this.config.codexHome;
     // The hint's command is built only when checkLink is about to throw.
     if (!replaced && link !== "missing" && link !== "ours") {
+      // An unusable RAM directory is the more basic error: a link into
+      // another RAM directory is often what a rejected --ram-dir meets.
+      await ensureRamDir(this.config.ramDir, this.config.uid);
       checkLink(
         this.linkPath,
         this.ramCopy,
