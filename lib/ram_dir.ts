@@ -30,25 +30,26 @@ export interface RamDirChoice {
   source: RamDirSource;
 }
 
-const SYSTEMD_ALTERNATIVES = [
-  "log in through a normal session (ssh, a desktop or `machinectl shell`) so systemd creates /run/user/<uid>",
-  "or run `loginctl enable-linger` once so /run/user/<uid> exists without a login",
-];
 const OWN_TMPFS =
   "mount a tmpfs you own (for example Docker's --tmpfs /run/secure-codex:mode=0700,uid=<uid>) and pass --ram-dir on it";
-const SAFE_ALTERNATIVES = [...SYSTEMD_ALTERNATIVES, `or ${OWN_TMPFS}`];
+const SAFE_ALTERNATIVES = [
+  "log in through a normal session (ssh, a desktop or `machinectl shell`) so systemd creates /run/user/<uid>",
+  "or run `loginctl enable-linger` once so /run/user/<uid> exists without a login",
+  `or ${OWN_TMPFS}`,
+];
+
+/** A rejected RAM directory, before the hints that depend on its source. */
+class RamDirRejection extends CliError {}
 
 /**
- * Replaces the systemd hints of a rejected RAM directory that the user named
- * with --ram-dir, where they do not apply.
+ * Adds to a rejection the alternatives that fit where the path came from: a
+ * directory the user named with --ram-dir gets no systemd hints.
  */
-function forNamedRamDir(error: unknown): unknown {
-  if (!(error instanceof CliError)) return error;
-  const hints = error.hints.filter((hint) => !SAFE_ALTERNATIVES.includes(hint));
-  if (hints.length === error.hints.length) return error;
+function withAlternatives(error: unknown, source: RamDirSource): unknown {
+  if (!(error instanceof RamDirRejection)) return error;
+  const alternatives = source === "--ram-dir" ? [OWN_TMPFS] : SAFE_ALTERNATIVES;
   return new CliError(error.message, {
-    hints: [...hints, OWN_TMPFS],
-    exitCode: error.exitCode,
+    hints: [...error.hints, ...alternatives],
   });
 }
 
@@ -109,12 +110,16 @@ export function chooseRamDir(
     try {
       checkNotSpecialFilesystem(settings.ramDir);
     } catch (error) {
-      throw forNamedRamDir(error);
+      throw withAlternatives(error, "--ram-dir");
     }
     return { path: settings.ramDir, source: "--ram-dir" };
   }
-  if (settings.xdgRuntimeDir) checkNotSpecialFilesystem(settings.xdgRuntimeDir);
   if (settings.xdgRuntimeDir) {
+    try {
+      checkNotSpecialFilesystem(settings.xdgRuntimeDir);
+    } catch (error) {
+      throw withAlternatives(error, "XDG_RUNTIME_DIR");
+    }
     return {
       path: join(settings.xdgRuntimeDir, "secure-codex", settings.id),
       source: "XDG_RUNTIME_DIR",
@@ -159,9 +164,7 @@ function reject(
   path: string,
   extraHints: string[] = [],
 ): never {
-  throw new CliError(`${message}: ${path}`, {
-    hints: [...extraHints, ...SAFE_ALTERNATIVES],
-  });
+  throw new RamDirRejection(`${message}: ${path}`, { hints: extraHints });
 }
 
 function modeString(mode: number): string {
@@ -188,7 +191,7 @@ function checkNotSpecialFilesystem(path: string): void {
  * filesystem. `node:fs` is imported only here and only when needed, because
  * loading Deno's Node compatibility layer is the largest start-up cost.
  */
-export async function checkRamFilesystem(
+async function checkRamFilesystem(
   path: string,
   reportedPath = path,
 ): Promise<void> {
@@ -327,7 +330,7 @@ export async function ensureRamDir(
   try {
     await prepareRamDir(choice, uid);
   } catch (error) {
-    throw choice.source === "--ram-dir" ? forNamedRamDir(error) : error;
+    throw withAlternatives(error, choice.source);
   }
 }
 

@@ -36,19 +36,30 @@ async function encrypt(
   assert.equal((await child.status).code, 0);
 }
 
-Deno.test("worker decrypts installs snapshots and encrypts", async () => {
+/**
+ * Creates a temp directory with a RAM directory, a key pair and a store of
+ * `plaintext`, and starts a worker scoped to them.
+ */
+async function startWorker(plaintext: string) {
   const dir = await Deno.makeTempDir();
   const ramDir = join(dir, "ram");
   await Deno.mkdir(ramDir, { mode: 0o700 });
   const { identity, recipient } = await keypair(dir);
   const store = join(dir, "auth.json.age");
-  await encrypt(recipient, '{"OPENAI_API_KEY":"sk-worker"}', store);
+  await encrypt(recipient, plaintext, store);
   const worker = PlaintextWorker.start({
     store,
     identities: [identity],
     ramDir,
     env,
   });
+  return { dir, ramDir, identity, recipient, store, worker };
+}
+
+Deno.test("worker decrypts installs snapshots and encrypts", async () => {
+  const { dir, ramDir, identity, recipient, store, worker } = await startWorker(
+    '{"OPENAI_API_KEY":"sk-worker"}',
+  );
   try {
     const decrypted = await worker.decrypt(store, [identity]);
     assert.equal(decrypted.kind, "api-key");
@@ -157,21 +168,12 @@ Deno.test("worker rejects paths age would resolve elsewhere", async () => {
 });
 
 Deno.test("worker verify detects different plaintext", async () => {
-  const dir = await Deno.makeTempDir();
-  const ramDir = join(dir, "ram");
-  await Deno.mkdir(ramDir, { mode: 0o700 });
-  const { identity, recipient } = await keypair(dir);
-  const store = join(dir, "auth.json.age");
-  await encrypt(recipient, '{"OPENAI_API_KEY":"sk-one"}', store);
+  const { dir, identity, recipient, store, worker } = await startWorker(
+    '{"OPENAI_API_KEY":"sk-one"}',
+  );
   const other = join(dir, "other.age");
-  await encrypt(recipient, '{"OPENAI_API_KEY":"sk-two"}', other);
-  const worker = PlaintextWorker.start({
-    store,
-    identities: [identity],
-    ramDir,
-    env,
-  });
   try {
+    await encrypt(recipient, '{"OPENAI_API_KEY":"sk-two"}', other);
     await worker.decrypt(store, [identity]);
     const same = await worker.encrypt("pending", { recipients: [recipient] });
     assert.equal(await worker.verify("pending", same, [identity]), true);

@@ -74,11 +74,11 @@ const STARTUP_FINDINGS = [
   "",
   "- Every function a start calls is compiled again on every start. V8's code cache (DENO_DIR/v8_code_cache_v2) holds what was compiled when the module was first compiled: top-level code and functions V8 compiles eagerly. V8 compiles a function eagerly when it is wrapped in parentheses, but Deno's TypeScript emit drops those parentheses. A 3000-line function called once took about 5 ms on each run from a `.ts` module, with or without the parentheses, and 0.015 ms from a `.js` module with them. `--v8-flags=--no-lazy` made the floor and warm slower (by 5 and 7 ms), since it also compiles Deno's own runtime code eagerly.",
   "- The first call of each Deno API in a process costs 0.2–0.5 ms (measured alone in fresh processes: `Deno.lstatSync` 0.24, `Deno.open` 0.42, `crypto.subtle.digest` 0.38, `Deno.watchFs` 0.33, `Deno.addSignalListener` 0.30); later calls cost 0.02–0.1 ms. The floor uses two APIs (`Deno.env`, `Deno.Command`); a warm start uses about fifteen, which is most of its `options`, `session` and `open` phases.",
-  "- Module loading is the rest of `loaded`: a minified one-file bundle of `main.ts` (`deno bundle --minify`, 99 KB) started about 2 ms faster than the modules from source (about 170 KB with comments then; the start path now loads about 150 KB). Removing the comments alone saved about 0.45 ms.",
+  "- Module loading is the rest of `loaded`: a minified one-file bundle of `main.ts` (`deno bundle --minify`, 99 KB) started about 2 ms faster than the modules from source (about 170 KB with comments at the time). The start path now loads about 150 KB. Removing the comments alone saved about 0.45 ms.",
   "- The floor's `codex` phase is mostly Deno's own code: the first `Deno.Command` spawn makes Deno parse its process and web streams modules (`ext:deno_process/40_process.js`, `ext:deno_web/06_streams.js`), by V8's function event log (`--v8-flags=--log-function-events`). Warm and cold load the same internal modules as the floor, no more.",
   "- `new Worker` blocks the main thread until the worker's isolate exists and has loaded its modules: 11–13 ms for a worker that only echoes, whatever the permissions. Letting age run during that time (age started from the main thread with `-o` into the RAM directory) saved nothing, because the main thread's first spawn itself took about 6 ms.",
   "- A SHA-256 in TypeScript instead of `crypto.subtle.digest`, to avoid that API's first call, was slower: interpreted code hashing a 1 KiB store costs about as much as the first digest call.",
-  "- What would close the gaps: warm needs about 2.5 ms over the floor, which module loading alone exceeds. It would take shipping JavaScript that V8 can cache compiled (a minified bundle whose functions it compiles eagerly) and fewer kinds of Deno calls on the start path. Cold allows about 17 ms over the floor, and `new Worker` alone takes 11–13 ms of it on the main thread; meeting it needs a worker that is already running when a start needs one, such as a per-user agent process, which this design does not have.",
+  "- What would close the gaps: warm needs about 2.5 ms over the floor, which module loading alone exceeds. It would take shipping JavaScript that V8 can cache compiled (for example a minified bundle with its functions in parentheses, which V8 compiles eagerly) and fewer kinds of Deno calls on the start path. Cold allows about 17 ms over the floor, and `new Worker` alone takes 11–13 ms of it on the main thread. Meeting it needs a worker that is already running when a start needs one, such as a per-user agent process, which this design does not have.",
 ];
 
 const encoder = new TextEncoder();
@@ -565,6 +565,8 @@ interface PhaseResult {
   runs: number;
   /** Per program, per phase: the phase's durations in ms, one per run. */
   durations: Record<"floor" | "warm" | "cold", Map<string, number[]>>;
+  /** Per program: the time of the last mark in ms, one per run. */
+  totals: Record<"floor" | "warm" | "cold", number[]>;
 }
 
 /** The phases lib/trace.ts records, in order, with what each covers. */
@@ -601,6 +603,7 @@ async function benchPhases(setup: Setup, runs: number): Promise<PhaseResult> {
     warm: new Map(),
     cold: new Map(),
   };
+  const totals: PhaseResult["totals"] = { floor: [], warm: [], cold: [] };
   await timed("unlock", programs.warm);
   for (let run = 0; run < runs + 1; run++) {
     for (const name of ["floor", "warm", "cold"] as const) {
@@ -622,10 +625,11 @@ async function benchPhases(setup: Setup, runs: number): Promise<PhaseResult> {
         durations[name].set(phase, list);
         previous = at;
       }
+      totals[name].push(previous);
     }
   }
   await Deno.remove(trace).catch(() => {});
-  return { runs, durations };
+  return { runs, durations, totals };
 }
 
 // ---------------------------------------------------------------------------
@@ -1316,7 +1320,7 @@ function memorySection(result: MemoryResult): string {
     } MiB, which the warm path avoids.`,
     `- Cold peaks ${
       mib(result.cold.median - result.warm.median)
-    } MiB above warm: the plaintext worker, a second V8 isolate with its own copy of the modules it imports. Once started, the worker runs until secure-codex exits, so that later write-backs reuse it instead of blocking the main thread in \`new Worker\` again (11–13 ms); while codex runs cold holds ${
+    } MiB above warm: the plaintext worker, a second V8 isolate with its own copy of the modules it imports. Once started, the worker runs until secure-codex exits, so that later write-backs reuse it instead of blocking the main thread in \`new Worker\` again (11–13 ms). While codex runs, cold holds ${
       mib(result.cold.current)
     } MiB (VmRSS), against ${mib(result.warm.current)} MiB for warm and ${
       mib(result.floor.current)
@@ -1331,18 +1335,7 @@ function phaseSection(result: PhaseResult): string {
     return values === undefined ? "–" : ms(median(values));
   };
   const total = (name: "floor" | "warm" | "cold") =>
-    ms(
-      median(
-        Array.from(
-          { length: result.runs },
-          (_, run) =>
-            [...result.durations[name].values()].reduce(
-              (sum, values) => sum + (values[run] ?? 0),
-              0,
-            ),
-        ),
-      ),
-    );
+    ms(median(result.totals[name]));
   const rows = PHASES.map(([phase, covers]) => [
     `\`${phase}\``,
     covers,
