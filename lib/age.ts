@@ -1,7 +1,7 @@
 /**
  * The external `age` binary, driven through pipes. Plaintext goes in and out
  * through stdin and stdout only, never through argv or a file, which is why
- * `-o` is never used; ciphertext may also come from a file age opens.
+ * `-o` is never used. Ciphertext may also come from a file age opens.
  * Called from the worker only.
  *
  * @module
@@ -147,12 +147,12 @@ async function runAge(
 }
 
 /**
- * Decrypts with `age -d`, one `-i` per identity file: ciphertext bytes, fed
- * through stdin, or a file path that age opens itself. The path saves the
- * worker the stream that writes stdin, which its new isolate would compile
- * on every unlock. With no identities age asks for a passphrase on the
- * terminal. age's own messages, plugin messages included, reach the user's
- * stderr as they arrive, behind the program's prefix.
+ * Decrypts with `age -d`, one `-i` per identity file. The input is ciphertext
+ * bytes, fed through stdin, or the path of a file that age opens itself,
+ * which saves the worker the stream that writes stdin (its new isolate
+ * compiles that on every unlock). With no identities age prompts for a
+ * passphrase on the terminal. age's own messages, plugin messages included,
+ * reach the user's stderr as they arrive, behind the program's prefix.
  *
  * @example
  * ```ts
@@ -161,18 +161,18 @@ async function runAge(
  * ```
  */
 export function ageDecrypt(
-  ciphertext: Uint8Array | string,
+  input: Uint8Array | string,
   identities: readonly string[],
   env: Record<string, string>,
 ): Promise<AgeResult> {
   const args = ["--decrypt"];
   for (const identity of identities) args.push("--identity", identity);
-  if (typeof ciphertext === "string") {
+  if (typeof input === "string") {
     // "--" keeps a path that starts with "-" from being read as an option.
-    args.push("--", ciphertext);
+    args.push("--", input);
     return runAge(args, null, env, "relay");
   }
-  return runAge(args, ciphertext, env, "relay");
+  return runAge(args, input, env, "relay");
 }
 
 /**

@@ -4,8 +4,8 @@
  * file is closed or the process dies.
  *
  * An uncontended lock is taken with synchronous calls: every codex start
- * takes two, and each asynchronous call costs a round trip through Deno's
- * thread pool. Only a wait for another process goes through the pool, so the
+ * takes several, and each asynchronous call costs a round trip through
+ * Deno's thread pool. Only a wait for another process goes through the pool, so the
  * event loop (signal forwarding, the write-back watcher) keeps running.
  *
  * @module

@@ -80,7 +80,7 @@ Deno.test("lockFile locks a symlinked lock file", async () => {
     await Deno.writeTextFile(target, "");
     await Deno.symlink(target, path);
     const lock = await lockFile(path, true);
-    // The lock is on the target: another open of the target sees it.
+    // The lock is on the target, so another lock attempt on it fails.
     assert.equal(tryLockFile(target, false), null);
     lock.close();
   } finally {

@@ -378,8 +378,9 @@ export class Session {
    * until {@linkcode leave}.
    */
   async open(options: { newLogin: boolean }): Promise<void> {
-    // Without a RAM copy this run will most likely decrypt: boot the worker
-    // now, while the checks below run.
+    // Without a RAM copy this run will most likely decrypt, so the worker
+    // starts first. `new Worker` blocks until the worker's isolate exists,
+    // and the worker then handles its first messages while the checks run.
     if (lstatOrNull(this.ramCopy) === null) {
       this.worker();
       mark("worker");
@@ -391,8 +392,8 @@ export class Session {
       this.readState()?.codexHome === this.config.codexHome;
     // The hint's command is built only when checkLink is about to throw.
     if (!replaced && link !== "missing" && link !== "ours") {
-      // An unusable RAM directory is the more basic error: a link into
-      // another RAM directory is often what a rejected --ram-dir meets.
+      // A rejected --ram-dir often meets a link into the default RAM
+      // directory, so the RAM directory, the more basic error, comes first.
       await ensureRamDir(this.config.ramDir, this.config.uid);
       checkLink(
         this.linkPath,
@@ -556,7 +557,7 @@ export class Session {
   async #unlock(): Promise<void> {
     const ciphertext = readStore(this.config.store, this.config.uid);
     if (ciphertext === null) throw storeNotFound(this.config.store, this);
-    // Asked first, so the worker reads the identity files while age runs.
+    // Requested first, so the worker reads the identity files while age runs.
     const recipients = this.#findRecipients();
     recipients.catch(() => {
       // Awaited by #install. A failed decryption leaves it unread.

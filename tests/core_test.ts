@@ -96,9 +96,9 @@ Deno.test("trace path that is a FIFO is skipped", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const fifo = join(dir, "trace");
-    const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
-    assert.equal(made.code, 0);
-    // Opening a FIFO nobody reads would block the exit, so it is not opened.
+    const mkfifo = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert.equal(mkfifo.code, 0);
+    // Opening a FIFO without a reader would block the exit, so it is skipped.
     const result = await new Deno.Command(SECURE_CODEX, {
       args: ["--version"],
       env: { SECURE_CODEX_TRACE: fifo },
