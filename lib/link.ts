@@ -7,7 +7,7 @@
  * @module
  */
 
-import { dirname, resolve } from "./path.ts";
+import { basename, dirname, join, resolve } from "./path.ts";
 import { CliError } from "./output.ts";
 import { lstatOrNull } from "./ram_dir.ts";
 
@@ -48,6 +48,37 @@ export function inspectLink(linkPath: string, target: string): LinkState {
 }
 
 /**
+ * Names the RAM directory of another secure-codex session when the link
+ * points at that session's RAM copy: a target named `auth.json` whose
+ * directory contains a `session.lock`, as every RAM directory does from
+ * its first unlock until it is removed. Any other target gives null. A session
+ * unlocked with `--ram-dir` leaves such a link for runs without it.
+ *
+ * @example
+ * ```ts
+ * const linkPath = "/home/me/.codex/auth.json";
+ * const ramDir = linkedRamDir(linkPath, inspectLink(linkPath, "/run/user/1000/secure-codex/0123456789abcdef/auth.json"));
+ * if (ramDir !== null) console.log(`add --ram-dir ${ramDir}`);
+ * ```
+ */
+export function linkedRamDir(
+  linkPath: string,
+  state: LinkState,
+): string | null {
+  if (state.kind !== "elsewhere") return null;
+  const target = resolve(dirname(linkPath), state.target);
+  if (basename(target) !== "auth.json") return null;
+  const ramDir = dirname(target);
+  try {
+    return lstatOrNull(join(ramDir, "session.lock"))?.isFile ? ramDir : null;
+  } catch (error) {
+    // A directory this user cannot search contains none of its sessions.
+    if (error instanceof Deno.errors.PermissionDenied) return null;
+    throw error;
+  }
+}
+
+/**
  * Throws a {@linkcode CliError} unless the link is missing or already ours.
  * A regular file or a foreign link is never overwritten.
  *
@@ -60,9 +91,12 @@ export function checkLink(
   linkPath: string,
   target: string,
   store: string,
-  importCommand?: string,
+  command?: (action: string, ramDir?: string) => string,
 ): LinkState {
   const state = inspectLink(linkPath, target);
+  const importCommand = command?.(
+    lstatOrNull(store) !== null ? "--import --force" : "--import",
+  );
   switch (state.kind) {
     case "missing":
     case "ours":
@@ -81,7 +115,37 @@ export function checkLink(
             : "to encrypt it into the store and link it: run secure-codex --import with this command's secure-codex options and no codex arguments",
         ],
       });
-    case "elsewhere":
+    case "elsewhere": {
+      const otherRamDir = linkedRamDir(linkPath, state);
+      if (
+        otherRamDir !== null &&
+        lstatOrNull(join(otherRamDir, "auth.json")) === null &&
+        lstatOrNull(join(otherRamDir, "session.json")) === null
+      ) {
+        throw new CliError(
+          `auth.json links into the RAM directory of an ended session: ${linkPath} -> ${state.target}`,
+          {
+            hints: [
+              `to use that RAM directory again, pass --ram-dir ${otherRamDir}`,
+              `or, since it contains no RAM copy, remove the link: rm ${linkPath}`,
+            ],
+          },
+        );
+      }
+      if (otherRamDir !== null) {
+        throw new CliError(
+          `auth.json links into the RAM directory of another session: ${linkPath} -> ${state.target}`,
+          {
+            hints: [
+              `to use that session, pass --ram-dir ${otherRamDir}`,
+              `to save and end it: ${
+                command?.("--cleanup", otherRamDir) ??
+                  `secure-codex --ram-dir ${otherRamDir} --cleanup`
+              }`,
+            ],
+          },
+        );
+      }
       throw new CliError(
         `auth.json is a symlink to somewhere else: ${linkPath} -> ${state.target}`,
         {
@@ -91,6 +155,7 @@ export function checkLink(
           ],
         },
       );
+    }
     case "other":
       throw new CliError(
         `auth.json is neither a file nor a symlink: ${linkPath}`,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { checkLink, ensureLink, inspectLink } from "./link.ts";
+import { CliError } from "./output.ts";
+import { checkLink, ensureLink, inspectLink, linkedRamDir } from "./link.ts";
 
 async function withDir(action: (dir: string) => void): Promise<void> {
   const dir = await Deno.makeTempDir();
@@ -63,4 +64,72 @@ Deno.test("checkLink rejects a directory", () =>
       () => checkLink(link, join(dir, "t"), "store"),
       /neither a file nor a symlink/,
     );
+  }));
+
+Deno.test("linkedRamDir names only another session's RAM directory", () =>
+  withDir((dir) => {
+    const link = join(dir, "auth.json");
+    const other = join(dir, "other");
+    Deno.mkdirSync(other);
+    Deno.symlinkSync("other/auth.json", link);
+    const state = inspectLink(link, join(dir, "ram", "auth.json"));
+    // Without a session.lock the directory is not a RAM directory.
+    assert.equal(linkedRamDir(link, state), null);
+    Deno.writeTextFileSync(join(other, "session.lock"), "");
+    assert.equal(linkedRamDir(link, state), other);
+    assert.equal(
+      linkedRamDir(link, inspectLink(link, join(other, "auth.json"))),
+      null,
+    );
+    Deno.removeSync(link);
+    Deno.symlinkSync("other/tokens.json", link);
+    assert.equal(
+      linkedRamDir(link, inspectLink(link, join(dir, "ram", "auth.json"))),
+      null,
+    );
+  }));
+
+Deno.test("checkLink names the other session a link leads into", () =>
+  withDir((dir) => {
+    const link = join(dir, "auth.json");
+    const other = join(dir, "other");
+    Deno.mkdirSync(other);
+    Deno.writeTextFileSync(join(other, "session.lock"), "");
+    Deno.symlinkSync(join(other, "auth.json"), link);
+    const check = (): CliError => {
+      try {
+        checkLink(
+          link,
+          join(dir, "ram", "auth.json"),
+          "store",
+          (action, ramDir) => `secure-codex --ram-dir ${ramDir} ${action}`,
+        );
+      } catch (error) {
+        if (error instanceof CliError) return error;
+        throw error;
+      }
+      assert.fail("checkLink accepted the link");
+    };
+    // Neither a RAM copy nor a session state: that session has ended.
+    const ended = check();
+    assert.equal(
+      ended.message,
+      `auth.json links into the RAM directory of an ended session: ${link} -> ${other}/auth.json`,
+    );
+    assert.deepEqual(ended.hints, [
+      `to use that RAM directory again, pass --ram-dir ${other}`,
+      `or, since it contains no RAM copy, remove the link: rm ${link}`,
+    ]);
+
+    Deno.writeTextFileSync(join(other, "auth.json"), "{}");
+    const error = check();
+    assert.equal(
+      error.message,
+      `auth.json links into the RAM directory of another session: ${link} -> ${other}/auth.json`,
+    );
+    assert.deepEqual(error.hints, [
+      `to use that session, pass --ram-dir ${other}`,
+      `to save and end it: secure-codex --ram-dir ${other} --cleanup`,
+    ]);
+    assert.equal(Deno.readLinkSync(link), join(other, "auth.json"));
   }));

@@ -17,7 +17,7 @@
 import { basename, dirname, join } from "./path.ts";
 import { formatDuration } from "./options.ts";
 import { isOlder } from "./auth_json.ts";
-import { checkLink, ensureLink, inspectLink } from "./link.ts";
+import { checkLink, ensureLink, inspectLink, linkedRamDir } from "./link.ts";
 import { fingerprintOf, sha256Hex } from "./fingerprint.ts";
 import { lockFile, tryLockFile } from "./lock.ts";
 import { mark } from "./trace.ts";
@@ -348,7 +348,11 @@ export class Session {
    * the user may paste into another shell: it names the profile, or the
    * codex home, store and RAM directory when they could differ there.
    */
-  command(action: string, store = this.config.store): string {
+  command(
+    action: string,
+    store = this.config.store,
+    ramDir?: string,
+  ): string {
     const parts = ["secure-codex"];
     if (this.config.configPath !== undefined) {
       parts.push("--config", this.config.configPath);
@@ -363,7 +367,9 @@ export class Session {
     if (store !== join(this.config.codexHome, "auth.json.age")) {
       parts.push("--auth-enc", store);
     }
-    if (this.config.ramDir.source === "--ram-dir") {
+    if (ramDir !== undefined) {
+      parts.push("--ram-dir", ramDir);
+    } else if (this.config.ramDir.source === "--ram-dir") {
       parts.push("--ram-dir", this.ramDir);
     }
     // Actions are literal words from this program, never user input.
@@ -399,9 +405,7 @@ export class Session {
         this.linkPath,
         this.ramCopy,
         this.config.store,
-        this.command(
-          pathExists(this.config.store) ? "--import --force" : "--import",
-        ),
+        (action, ramDir) => this.command(action, this.config.store, ramDir),
       );
     }
     this.checkKeyFiles();
@@ -986,6 +990,7 @@ export class Session {
 
   /** Saves a changed RAM copy, then removes the RAM directory; the link is left dangling. */
   async cleanup(force: boolean): Promise<void> {
+    this.#checkNoOtherLinkedCopy();
     if (lstatOrNull(this.ramDir) === null) {
       notice(`nothing to clean up: ${this.ramDir} does not exist`);
       return;
@@ -1023,6 +1028,31 @@ export class Session {
         `left ${this.linkPath} as a dangling link, so codex cannot write tokens to disk`,
       );
     }
+  }
+
+  /**
+   * Rejects a cleanup while the link leads to a RAM copy in another
+   * session's RAM directory. This cleanup cannot remove that copy, and after
+   * a cleanup the user expects no plaintext behind the link.
+   */
+  #checkNoOtherLinkedCopy(): void {
+    const state = inspectLink(this.linkPath, this.ramCopy);
+    const otherRamDir = linkedRamDir(this.linkPath, state);
+    if (otherRamDir === null) return;
+    if (lstatOrNull(join(otherRamDir, "auth.json")) === null) return;
+    throw new CliError(
+      `auth.json links to a RAM copy in another session's RAM directory: ${this.linkPath} -> ${
+        state.kind === "elsewhere" ? state.target : ""
+      }`,
+      {
+        hints: [
+          `this cleanup acts on ${this.ramDir} only, so it changed nothing`,
+          `to save and remove that copy: ${
+            this.command("--cleanup", this.config.store, otherRamDir)
+          }`,
+        ],
+      },
+    );
   }
 
   /**

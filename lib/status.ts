@@ -21,7 +21,7 @@ import {
   type ResolvedRecipients,
 } from "./recipients.ts";
 import { basename, dirname, join } from "./path.ts";
-import { inspectLink, type LinkState } from "./link.ts";
+import { inspectLink, linkedRamDir, type LinkState } from "./link.ts";
 import type { LoginSummary } from "./login_summary.ts";
 import { lstatOrNull, RAMFS_MAGIC, TMPFS_MAGIC } from "./ram_dir.ts";
 import type { Session, SessionState } from "./session.ts";
@@ -48,6 +48,8 @@ export type StatusWarningCode =
   | "env-credentials"
   | "credentials-store-not-file"
   | "ram-dir-missing"
+  | "ram-dir-not-in-ram"
+  | "link-to-other-session"
   | "mcp-credentials-plaintext"
   | "shell-snapshots"
   | "session-expired"
@@ -88,7 +90,7 @@ export interface StatusInputs {
    * Builds the secure-codex command that acts on this session, for the
    * commands warnings suggest; plain `secure-codex ACTION` if absent.
    */
-  command?: (action: string) => string;
+  command?: (action: string, ramDir?: string) => string;
 }
 
 /**
@@ -426,7 +428,11 @@ function collectWarnings(
 ): StatusWarning[] {
   const warnings: StatusWarning[] = [];
   const home = inputs.codexHome;
-  const command = inputs.command ?? ((action) => `secure-codex ${action}`);
+  const command = inputs.command ??
+    ((action: string, ramDir?: string) =>
+      ramDir === undefined
+        ? `secure-codex ${action}`
+        : `secure-codex --ram-dir ${ramDir} ${action}`);
 
   // An unreadable store gets this warning too, because runs fail on it as well.
   if (report.store.exists && report.store.encryption === null) {
@@ -503,6 +509,43 @@ function collectWarnings(
           command("--unlock")
         } to unlock the store again`,
       path: inputs.ramDir,
+    });
+  }
+
+  // Every run refuses such a directory before it writes a RAM copy, so a
+  // copy there was written before the directory's filesystem changed, for
+  // example by an unmount that uncovered a disk directory.
+  if (report.ramDir.filesystem === "other" && report.state === "unlocked") {
+    warnings.push({
+      code: "ram-dir-not-in-ram",
+      message:
+        `the RAM copy is on a filesystem other than tmpfs or ramfs: ${inputs.ramCopy}; ` +
+        `its tokens may be on disk, so treat them as exposed: run ${
+          command("--cleanup")
+        }, then ${command("-- logout")} and ${
+          command("-- login")
+        } with a RAM directory on tmpfs`,
+      path: inputs.ramCopy,
+    });
+  }
+
+  const otherRamDir = report.link.status === "elsewhere"
+    ? linkedRamDir(inputs.linkPath, {
+      kind: "elsewhere",
+      target: report.link.target ?? "",
+    })
+    : null;
+  if (otherRamDir !== null) {
+    warnings.push({
+      code: "link-to-other-session",
+      message:
+        `auth.json links into the RAM directory of another session: ${otherRamDir}; ` +
+        `this report describes ${inputs.ramDir}, so run ${
+          command("--status", otherRamDir)
+        } to see that session, or ${
+          command("--cleanup", otherRamDir)
+        } to save and end it`,
+      path: otherRamDir,
     });
   }
 
@@ -782,7 +825,8 @@ export async function collectSessionStatus(
     now,
     state,
     login,
-    command: (action) => session.command(action),
+    command: (action, ramDir) =>
+      session.command(action, session.config.store, ramDir),
     runTtlSeconds: session.config.ttlSeconds ?? 0,
   });
 }

@@ -85,8 +85,24 @@ function sessionState(
   };
 }
 
+/**
+ * Lists the report's warning codes except `ram-dir-not-in-ram`. Every
+ * unlocked fixture gets that one when the temp directory is on disk, so the
+ * test "collectStatus warns about a RAM copy on disk" checks it alone.
+ */
 function codes(report: StatusReport): StatusWarningCode[] {
-  return report.warnings.map((warning) => warning.code);
+  return report.warnings.map((warning) => warning.code)
+    .filter((code) => code !== "ram-dir-not-in-ram");
+}
+
+/** Names the filesystem kind of `path` as status reports it. */
+function filesystemKind(path: string): "tmpfs" | "ramfs" | "other" {
+  const type = statfsSync(path).type >>> 0;
+  return type === TMPFS_MAGIC
+    ? "tmpfs"
+    : type === RAMFS_MAGIC
+    ? "ramfs"
+    : "other";
 }
 
 function warningsOf(report: StatusReport, code: StatusWarningCode) {
@@ -181,7 +197,7 @@ Deno.test("collectStatus reports an unlocked session", async () => {
       unsavedChanges: false,
     });
     assert.deepEqual(report.login, LOGIN);
-    assert.deepEqual(report.warnings, []);
+    assert.deepEqual(codes(report), []);
   });
 });
 
@@ -302,12 +318,7 @@ Deno.test("collectStatus lists only public recipients", async () => {
 Deno.test("collectStatus names the RAM directory's filesystem", async () => {
   await withHome(async (home) => {
     Deno.mkdirSync(home.ramDir);
-    const type = statfsSync(home.ramDir).type >>> 0;
-    const expected = type === TMPFS_MAGIC
-      ? "tmpfs"
-      : type === RAMFS_MAGIC
-      ? "ramfs"
-      : "other";
+    const expected = filesystemKind(home.ramDir);
     const report = await collectStatus(home.inputs());
     assert.deepEqual(report.ramDir, {
       path: home.ramDir,
@@ -701,6 +712,59 @@ Deno.test("collectStatus warns about a missing RAM directory", async () => {
   });
 });
 
+Deno.test("collectStatus warns about a RAM copy on disk", async () => {
+  await withHome(async (home) => {
+    Deno.mkdirSync(home.ramDir, { mode: 0o700 });
+    const locked = await collectStatus(home.inputs());
+    assert.deepEqual(warningsOf(locked, "ram-dir-not-in-ram"), []);
+
+    Deno.writeTextFileSync(home.ramCopy, '{"OPENAI_API_KEY":"sk-ram"}', {
+      mode: 0o600,
+    });
+    const report = await collectStatus(home.inputs());
+    const warnings = warningsOf(report, "ram-dir-not-in-ram");
+    if (filesystemKind(home.ramDir) !== "other") {
+      // The temp directory is in RAM here, so the copy is where it belongs.
+      assert.deepEqual(warnings, []);
+      return;
+    }
+    assert.equal(warnings.length, 1);
+    assert.equal(warnings[0].path, home.ramCopy);
+    assert.match(
+      warnings[0].message,
+      /^the RAM copy is on a filesystem other than tmpfs or ramfs: .*secure-codex --cleanup/,
+    );
+  });
+});
+
+Deno.test("collectStatus warns about a link into another session", async () => {
+  await withHome(async (home) => {
+    const other = join(home.dir, "other-ram");
+    Deno.mkdirSync(other, { mode: 0o700 });
+    Deno.symlinkSync(join(other, "auth.json"), home.linkPath);
+    // Without a session.lock the directory is not a RAM directory.
+    const foreign = await collectStatus(home.inputs());
+    assert.equal(foreign.link.status, "elsewhere");
+    assert.deepEqual(warningsOf(foreign, "link-to-other-session"), []);
+
+    Deno.writeTextFileSync(join(other, "session.lock"), "");
+    const report = await collectStatus(home.inputs({
+      command: (action, ramDir) =>
+        `secure-codex --real-codex-home ${home.home}${
+          ramDir === undefined ? "" : ` --ram-dir ${ramDir}`
+        } ${action}`,
+    }));
+    const [warning] = warningsOf(report, "link-to-other-session");
+    assert.equal(warning.path, other);
+    assert.equal(
+      warning.message,
+      `auth.json links into the RAM directory of another session: ${other}; ` +
+        `this report describes ${home.ramDir}, so run secure-codex --real-codex-home ${home.home} --ram-dir ${other} --status ` +
+        `to see that session, or secure-codex --real-codex-home ${home.home} --ram-dir ${other} --cleanup to save and end it`,
+    );
+  });
+});
+
 Deno.test("collectStatus warns about MCP credentials", async () => {
   await withHome(async (home) => {
     const before = await collectStatus(home.inputs());
@@ -912,7 +976,7 @@ Deno.test("formatStatus prints one line per field", async () => {
       lines.filter((line) => line.startsWith("warning: ")),
       report.warnings.map((warning) => `warning: ${warning.message}`),
     );
-    assert.equal(report.warnings.length, 1);
+    assert.equal(codes(report).length, 1);
   });
 });
 
