@@ -170,13 +170,19 @@ async function run(options: Options): Promise<number> {
       case "cleanup":
         await session.cleanup(options.force);
         return 0;
-      case "unlock":
+      case "unlock": {
         await session.lockIfExpired(options.ttlSeconds, { interactive: true });
+        const wasUnlocked = lstatOrNull(session.ramCopy) !== null;
         await session.open({ newLogin: false });
         session.release();
-        await session.recordTtl(options.ttlSeconds);
+        // Without a TTL of its own, an unlock keeps the one the session has.
+        const ttlSeconds = options.ttlGiven
+          ? await session.recordTtl(options.ttlSeconds)
+          : session.readState()?.ttlSeconds ?? 0;
         notice(
-          `unlocked: ${session.linkPath} links to ${session.ramCopy} until ${
+          `${
+            wasUnlocked ? "already unlocked" : "unlocked"
+          }: ${session.linkPath} links to ${session.ramCopy} until ${
             session.command("--lock")
           }`,
         );
@@ -187,14 +193,15 @@ async function run(options: Options): Promise<number> {
               session.command("--watch")
             } to save the tokens they refresh`,
         );
-        if (options.ttlSeconds > 0) {
+        if (ttlSeconds > 0) {
           notice(
             `the session locks ${
-              formatDuration(options.ttlSeconds)
+              formatDuration(ttlSeconds)
             } after its unlock, at the next secure-codex start or by --watch`,
           );
         }
         return 0;
+      }
       case "import": {
         // Loaded only for the commands that use them, so every codex start
         // does not pay for parsing them.
@@ -262,6 +269,7 @@ async function run(options: Options): Promise<number> {
     if (command === "logout" && code === 0 && await session.finishLogout()) {
       return code;
     }
+    session.relinkIfRemoved();
     await session.leave(options.keep);
     mark("leave");
     return code;

@@ -42,6 +42,11 @@ export interface Options {
   /** Seconds after unlock at which the session is locked; 0 means never. */
   ttlSeconds: number;
   /**
+   * Whether `--ttl`, SECURE_CODEX_TTL or the config file set the TTL, so an
+   * `--unlock` without one keeps the TTL the session has.
+   */
+  ttlGiven: boolean;
+  /**
    * With cleanup: remove the RAM copy even when it cannot be saved. With
    * import: replace an existing store.
    */
@@ -535,6 +540,7 @@ export function resolveOptions(
     ramDir,
     keep,
     ttlSeconds,
+    ttlGiven: ttlSetting !== undefined || shared("ttlSeconds") !== undefined,
     force: parsed.force,
     json: parsed.json,
     allProfiles: parsed.allProfiles,
@@ -549,11 +555,14 @@ function checkCombinations(
   mode: Mode,
   recipientsGiven: boolean,
 ): void {
-  const label = parsed.modeFlags[0] ?? `--${mode}`;
+  // Cleanup is the one mode a variable can select.
+  const fromVariable = parsed.modeFlags.length === 0 && mode === "cleanup";
+  const label = parsed.modeFlags[0] ??
+    (fromVariable ? "SECURE_CODEX_CLEANUP" : `--${mode}`);
   if (parsed.force && mode !== "cleanup" && mode !== "import") {
     throw usageError(
       "--force works only with --cleanup or --import",
-      "run secure-codex --cleanup --force to discard a RAM copy that cannot be saved",
+      "run secure-codex --cleanup --force to discard a RAM copy that cannot be saved, or secure-codex --import --force to replace the store",
     );
   }
   if (parsed.json && mode !== "status") {
@@ -585,7 +594,9 @@ function checkCombinations(
   ) {
     throw usageError(
       `${label} takes no codex arguments: ${parsed.codexArgs.join(" ")}`,
-      `run ${label} and codex as two separate commands`,
+      fromVariable
+        ? "unset SECURE_CODEX_CLEANUP or set it to false to run codex"
+        : `run ${label} and codex as two separate commands`,
     );
   }
   if (mode === "rekey" && !recipientsGiven) {

@@ -167,6 +167,20 @@ Deno.test("parseOptions rejects cleanup with codex arguments", () => {
   );
   assert.equal(error.exitCode, 2);
   assert.match(error.message, /--cleanup takes no codex arguments/);
+
+  // Selected by the variable, the message names the variable.
+  const fromVariable = usageErrorOf(() =>
+    parseOptions(["--", "exec"], { ...HOME, SECURE_CODEX_CLEANUP: "true" })
+  );
+  assert.equal(fromVariable.exitCode, 2);
+  assert.match(
+    fromVariable.message,
+    /^SECURE_CODEX_CLEANUP takes no codex arguments: exec$/,
+  );
+  assert.equal(
+    fromVariable.hints[0],
+    "unset SECURE_CODEX_CLEANUP or set it to false to run codex",
+  );
 });
 
 Deno.test("parseOptions rejects an invalid KEEP", () => {

@@ -115,6 +115,18 @@ export function chooseRamDir(
     return { path: settings.ramDir, source: "--ram-dir" };
   }
   if (settings.xdgRuntimeDir) {
+    // The XDG Base Directory specification makes a relative path invalid.
+    if (!settings.xdgRuntimeDir.startsWith("/")) {
+      throw new CliError(
+        `XDG_RUNTIME_DIR is not an absolute path: ${settings.xdgRuntimeDir}`,
+        {
+          hints: [
+            `set it to your runtime directory, usually /run/user/${settings.uid}, or unset it`,
+            "or pass --ram-dir PATH, a directory on tmpfs",
+          ],
+        },
+      );
+    }
     try {
       checkNotSpecialFilesystem(settings.xdgRuntimeDir);
     } catch (error) {
@@ -258,7 +270,15 @@ function checkPrivateDirectory(
   info: Deno.FileInfo,
   uid: number,
 ): void {
-  if (info.isSymlink) reject("RAM directory is a symlink", path);
+  if (info.isSymlink) {
+    reject("RAM directory is a symlink", path, [
+      "a link can be pointed elsewhere between the check and its use",
+      `if you made the link, pass the directory it names instead: ${
+        realPathOrLink(path)
+      }`,
+      `otherwise remove the link: rm ${path}`,
+    ]);
+  }
   if (!info.isDirectory) reject("RAM directory is not a directory", path);
   if (info.uid !== uid) {
     reject(
@@ -274,6 +294,15 @@ function checkPrivateDirectory(
       path,
       [`if you created it yourself: chmod 700 ${path}`],
     );
+  }
+}
+
+/** Resolves a symlink for a hint; a dangling one gives its stored target. */
+function realPathOrLink(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return Deno.readLinkSync(path);
   }
 }
 

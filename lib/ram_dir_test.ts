@@ -49,6 +49,16 @@ Deno.test("chooseRamDir prefers the option", () => {
   });
 });
 
+Deno.test("chooseRamDir rejects a relative XDG_RUNTIME_DIR", () => {
+  assert.throws(
+    () => chooseRamDir({ xdgRuntimeDir: "run", uid: 1, id: "ab" }),
+    (error: Error & { hints?: string[] }) =>
+      error.message === "XDG_RUNTIME_DIR is not an absolute path: run" &&
+      (error.hints ?? [])[0] ===
+        "set it to your runtime directory, usually /run/user/1, or unset it",
+  );
+});
+
 Deno.test("chooseRamDir without a runtime directory explains the fixes", () => {
   assert.throws(
     () => chooseRamDir({ uid: 987654, id: "ab" }),

@@ -30,6 +30,7 @@ import {
 } from "./ram_dir.ts";
 import {
   checkReadableFile,
+  followLink,
   MAX_KEY_FILE_BYTES,
   parseStoreHeader,
   readStore,
@@ -445,7 +446,7 @@ export class Session {
 
   /** A RAM copy with its record exists: keep it, save it, or replace it. */
   async #reuse(state: SessionState, ramInfo: Deno.FileInfo): Promise<void> {
-    if (state.store !== this.config.store) {
+    if (!isSameFile(state.store, this.config.store)) {
       throw new CliError(
         `the unlocked session belongs to another store: ${state.store}`,
         {
@@ -469,6 +470,15 @@ export class Session {
         force: storeSha256 === null,
         interactive: true,
       });
+      // codex writes auth.json by rename, so an invalid copy is no write in
+      // progress, and the store still has the login this session last saved.
+      if (outcome.status === "invalid" && storeSha256 !== null) {
+        await this.#unlock();
+        notice(
+          `replaced the RAM copy, which was not a valid auth.json (${outcome.reason}), with the store's login: ${this.ramCopy}`,
+        );
+        return;
+      }
       reportWriteBack(this, outcome);
       return;
     }
@@ -637,7 +647,9 @@ export class Session {
               "install age (Debian and Ubuntu: apt-get install age), see README, Requirements",
             ]
             : [
-              "check that the identity files are the ones the store was encrypted to",
+              `check that the identity files are the ones the store was encrypted to: ${
+                this.config.identities.join(", ")
+              }`,
               "if age reports a damaged file, restore the store from a backup",
             ],
         },
@@ -750,8 +762,10 @@ export class Session {
       }
       return Promise.resolve();
     });
-    const storeDir = dirname(this.config.store);
-    const prefix = `.${basename(this.config.store)}.`;
+    // Temp files sit next to the file a symlinked store names.
+    const storeTarget = followLink(this.config.store);
+    const storeDir = dirname(storeTarget);
+    const prefix = `.${basename(storeTarget)}.`;
     try {
       for (const entry of Deno.readDirSync(storeDir)) {
         if (
@@ -865,6 +879,23 @@ export class Session {
   }
 
   /**
+   * Links auth.json into RAM again when codex removed it during a run that
+   * did not end in a logout, so a plain codex login afterwards writes into
+   * RAM and never into the codex home on disk. Returns true when it did.
+   */
+  relinkIfRemoved(): boolean {
+    if (inspectLink(this.linkPath, this.ramCopy).kind !== "missing") {
+      return false;
+    }
+    ensureLink(this.linkPath, this.ramCopy, this.config.store);
+    warn(`codex removed auth.json during this run: ${this.linkPath}`, [
+      "the store still has the login, and auth.json links into RAM again, so a plain codex login cannot write tokens to disk",
+      `if codex logged out, end the login with: ${this.command("-- logout")}`,
+    ]);
+    return true;
+  }
+
+  /**
    * Finishes a logout codex started: codex 0.171 revokes the refresh token
    * and unlinks only the link, so the revoked tokens would stay in the RAM
    * copy and the store. Removes both and recreates the link, dangling, so a
@@ -965,17 +996,26 @@ export class Session {
   }
 
   /**
-   * Records a new time to live for an unlocked session, counted from its
-   * unlock, so `--unlock --ttl` on a session that is already unlocked
-   * replaces the TTL it had (0 removes it).
+   * Records a time to live the user gave for an unlocked session, counted
+   * from its unlock: `--unlock --ttl` on a session that is already unlocked
+   * replaces the TTL it had (0 removes it) and prints a notice. Returns the
+   * TTL now recorded.
    */
-  async recordTtl(ttlSeconds: number): Promise<void> {
-    await this.withLock(() => {
+  async recordTtl(ttlSeconds: number): Promise<number> {
+    return await this.withLock(() => {
       const state = this.readState();
-      if (state !== null && (state.ttlSeconds ?? 0) !== ttlSeconds) {
+      const recorded = state?.ttlSeconds ?? 0;
+      if (state !== null && recorded !== ttlSeconds) {
         this.writeState({ ...state, ttlSeconds });
+        if (recorded > 0) {
+          notice(
+            `replaced the session's time to live of ${
+              formatDuration(recorded)
+            } with ${ttlSeconds > 0 ? formatDuration(ttlSeconds) : "none"}`,
+          );
+        }
       }
-      return Promise.resolve();
+      return Promise.resolve(state === null ? 0 : ttlSeconds);
     });
   }
 
@@ -1046,7 +1086,7 @@ export class Session {
       }`,
       {
         hints: [
-          `this cleanup acts on ${this.ramDir} only, so it changed nothing`,
+          `this command acts on ${this.ramDir} only, so it changed nothing`,
           `to save and remove that copy: ${
             this.command("--cleanup", this.config.store, otherRamDir)
           }`,
@@ -1088,7 +1128,9 @@ export class Session {
           `fix the problem above and run ${
             this.command("--cleanup")
           } again, so the tokens are saved first`,
-          "or run secure-codex --cleanup --force to remove the RAM copy without saving it",
+          `or run ${
+            this.command("--cleanup --force")
+          } to remove the RAM copy without saving it`,
         ],
       });
     }
@@ -1140,6 +1182,21 @@ function shellQuote(word: string): string {
 }
 
 /** Tells whether a path exists, without following a symlink there. */
+/**
+ * Tells whether two paths name the same file, following symlinks, so a codex
+ * home reached through a symlink and by its real path share one session. A
+ * path to a missing file matches only the same spelling.
+ */
+function isSameFile(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    return Deno.realPathSync(a) === Deno.realPathSync(b);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
 function pathExists(path: string): boolean {
   return lstatOrNull(path) !== null;
 }
@@ -1225,11 +1282,20 @@ export function reportWriteBack(
     case "older":
       warn(
         `the RAM copy holds older tokens than the store; not saved: ${session.ramCopy}`,
+        [
+          "the store keeps its newer tokens, and codex uses the RAM copy until it is removed",
+          `to use the store's tokens: ${
+            session.command("--cleanup --force")
+          }, then run secure-codex again`,
+        ],
       );
       break;
     case "invalid":
       warn(
         `the RAM copy is not a valid auth.json (${outcome.reason}); not saved: ${session.ramCopy}`,
+        [
+          `the store's login is unchanged; the next secure-codex start replaces the RAM copy with it`,
+        ],
       );
       break;
     case "gone":

@@ -49,6 +49,8 @@ export type StatusWarningCode =
   | "credentials-store-not-file"
   | "ram-dir-missing"
   | "ram-dir-not-in-ram"
+  | "link-missing"
+  | "ram-copy-invalid"
   | "link-to-other-session"
   | "mcp-credentials-plaintext"
   | "shell-snapshots"
@@ -84,6 +86,8 @@ export interface StatusInputs {
   state: SessionState | null;
   /** The worker's summary of the RAM copy, when there is one. */
   login: LoginSummary | null;
+  /** Whether the RAM copy is a valid auth.json; absent when it was not checked. */
+  ramCopyValid?: boolean;
   /** This command's own time to live in seconds; 0 or absent for none. */
   runTtlSeconds?: number;
   /**
@@ -512,7 +516,19 @@ function collectWarnings(
     });
   }
 
-  // Every run refuses such a directory before it writes a RAM copy, so a
+  if (report.link.status === "missing" && report.state === "unlocked") {
+    warnings.push({
+      code: "link-missing",
+      message:
+        `auth.json is missing while the session is unlocked: ${inputs.linkPath}; ` +
+        `a plain codex login would now write its tokens to disk, so run ${
+          command("--unlock")
+        } to link it into RAM again`,
+      path: inputs.linkPath,
+    });
+  }
+
+  // Every run rejects such a directory before it writes a RAM copy, so a
   // copy there was written before the directory's filesystem changed, for
   // example by an unmount that uncovered a disk directory.
   if (report.ramDir.filesystem === "other" && report.state === "unlocked") {
@@ -536,15 +552,20 @@ function collectWarnings(
     })
     : null;
   if (otherRamDir !== null) {
+    // A session ended by its cleanup keeps only its lock files.
+    const ended = lstatOrNull(join(otherRamDir, "auth.json")) === null &&
+      lstatOrNull(join(otherRamDir, "session.json")) === null;
     warnings.push({
       code: "link-to-other-session",
-      message:
-        `auth.json links into the RAM directory of another session: ${otherRamDir}; ` +
-        `this report describes ${inputs.ramDir}, so run ${
-          command("--status", otherRamDir)
-        } to see that session, or ${
-          command("--cleanup", otherRamDir)
-        } to save and end it`,
+      message: ended
+        ? `auth.json links into the RAM directory of an ended session: ${otherRamDir}; ` +
+          `runs need --ram-dir ${otherRamDir} to use it again, or remove the link: rm ${inputs.linkPath}`
+        : `auth.json links into the RAM directory of another session: ${otherRamDir}; ` +
+          `this report describes ${inputs.ramDir}, so run ${
+            command("--status", otherRamDir)
+          } to see that session, or ${
+            command("--cleanup", otherRamDir)
+          } to save and end it`,
       path: otherRamDir,
     });
   }
@@ -588,7 +609,18 @@ function collectWarnings(
     });
   }
 
-  if (report.session.unsavedChanges === true) {
+  const ramCopyInvalid = report.state === "unlocked" &&
+    inputs.ramCopyValid === false;
+  if (ramCopyInvalid) {
+    warnings.push({
+      code: "ram-copy-invalid",
+      message: `the RAM copy is not a valid auth.json: ${inputs.ramCopy}; ` +
+        "codex cannot use it, and the next secure-codex start replaces it with the store's login",
+      path: inputs.ramCopy,
+    });
+  }
+
+  if (report.session.unsavedChanges === true && !ramCopyInvalid) {
     warnings.push({
       code: "unsaved-changes",
       message:
@@ -809,8 +841,11 @@ export async function collectSessionStatus(
     };
   }
   let login: LoginSummary | null = null;
+  let ramCopyValid: boolean | undefined;
   if (lstatOrNull(session.ramCopy)?.isFile) {
     login = await session.worker().summary(session.ramDir);
+    // The worker summarizes only a valid auth.json.
+    ramCopyValid = login !== null;
   }
   return await collectStatus({
     codexHome: session.config.codexHome,
@@ -825,6 +860,7 @@ export async function collectSessionStatus(
     now,
     state,
     login,
+    ramCopyValid,
     command: (action, ramDir) =>
       session.command(action, session.config.store, ramDir),
     runTtlSeconds: session.config.ttlSeconds ?? 0,

@@ -748,6 +748,15 @@ Deno.test("collectStatus warns about a link into another session", async () => {
     assert.deepEqual(warningsOf(foreign, "link-to-other-session"), []);
 
     Deno.writeTextFileSync(join(other, "session.lock"), "");
+    const ended = await collectStatus(home.inputs());
+    const [endedWarning] = warningsOf(ended, "link-to-other-session");
+    assert.equal(
+      endedWarning.message,
+      `auth.json links into the RAM directory of an ended session: ${other}; ` +
+        `runs need --ram-dir ${other} to use it again, or remove the link: rm ${home.linkPath}`,
+    );
+
+    Deno.writeTextFileSync(join(other, "auth.json"), "{}");
     const report = await collectStatus(home.inputs({
       command: (action, ramDir) =>
         `secure-codex --real-codex-home ${home.home}${
@@ -762,6 +771,46 @@ Deno.test("collectStatus warns about a link into another session", async () => {
         `this report describes ${home.ramDir}, so run secure-codex --real-codex-home ${home.home} --ram-dir ${other} --status ` +
         `to see that session, or secure-codex --real-codex-home ${home.home} --ram-dir ${other} --cleanup to save and end it`,
     );
+  });
+});
+
+Deno.test("collectStatus warns about a missing link", async () => {
+  await withHome(async (home) => {
+    const locked = await collectStatus(home.inputs());
+    assert.equal(locked.link.status, "missing");
+    assert.deepEqual(warningsOf(locked, "link-missing"), []);
+
+    unlock(home);
+    Deno.removeSync(home.linkPath);
+    const report = await collectStatus(home.inputs());
+    const [warning] = warningsOf(report, "link-missing");
+    assert.equal(warning.path, home.linkPath);
+    assert.match(warning.message, /run secure-codex --unlock to link it/);
+  });
+});
+
+Deno.test("collectStatus warns about an invalid RAM copy", async () => {
+  await withHome(async (home) => {
+    unlock(home, "garbage");
+    const state = sessionState(home, {
+      plaintextFingerprint: "changed since the last save",
+    });
+    const unknown = await collectStatus(home.inputs({ state }));
+    assert.deepEqual(codes(unknown), ["unsaved-changes"]);
+
+    const report = await collectStatus(
+      home.inputs({ state, ramCopyValid: false }),
+    );
+    // Saving it is impossible, so the unsaved-changes warning would mislead.
+    assert.deepEqual(codes(report), ["ram-copy-invalid"]);
+    const [warning] = warningsOf(report, "ram-copy-invalid");
+    assert.equal(warning.path, home.ramCopy);
+    assert.match(warning.message, /next secure-codex start replaces it/);
+
+    const valid = await collectStatus(
+      home.inputs({ state, ramCopyValid: true }),
+    );
+    assert.deepEqual(codes(valid), ["unsaved-changes"]);
   });
 });
 

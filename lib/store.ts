@@ -9,7 +9,7 @@
  * @module
  */
 
-import { basename, dirname, join } from "./path.ts";
+import { basename, dirname, join, resolve } from "./path.ts";
 import { CliError } from "./output.ts";
 
 /** The largest store accepted; a codex auth.json is a few KiB. */
@@ -87,7 +87,12 @@ export function checkReadableFile(
   if (info.size > maxBytes) {
     throw new CliError(
       `${role} is too large (${info.size} bytes, limit ${maxBytes}): ${path}`,
-      { hints: [ROLE_HINTS[role]] },
+      {
+        hints: [
+          `${role}s are far smaller than that, so this is most likely another file`,
+          ROLE_HINTS[role],
+        ],
+      },
     );
   }
   return info;
@@ -212,7 +217,9 @@ export function replaceStore(
 /**
  * Replaces a file atomically and durably: temp file (`createNew`) in the
  * file's directory, write, fsync, rename, fsync of the directory. The
- * directory is created with mode 0700 if missing. On failure the temp file is
+ * directory is created with mode 0700 if missing. A symlink at `path` stays:
+ * the file it names is replaced, in that file's directory, so a store linked
+ * from a dotfiles tree keeps receiving the newest tokens. On failure the temp file is
  * removed and the old file is left as it was. The temp file's name is
  * `.<name>.<random hex>.tmp`, so a killed run's leftovers can be found.
  *
@@ -229,9 +236,13 @@ export async function replaceFileAtomically(
   bytes: Uint8Array,
   options: { role: string; mode: number },
 ): Promise<void> {
-  const directory = dirname(path);
+  const target = followLink(path);
+  const directory = dirname(target);
   await Deno.mkdir(directory, { recursive: true, mode: 0o700 });
-  const tempPath = join(directory, `.${basename(path)}.${randomSuffix()}.tmp`);
+  const tempPath = join(
+    directory,
+    `.${basename(target)}.${randomSuffix()}.tmp`,
+  );
   let file: Deno.FsFile | undefined;
   try {
     file = await Deno.open(tempPath, {
@@ -246,7 +257,7 @@ export async function replaceFileAtomically(
     await file.sync();
     file.close();
     file = undefined;
-    await Deno.rename(tempPath, path);
+    await Deno.rename(tempPath, target);
   } catch (error) {
     file?.close();
     await Deno.remove(tempPath).catch(() => {});
@@ -260,6 +271,32 @@ export async function replaceFileAtomically(
     );
   }
   await syncDirectory(directory);
+}
+
+/**
+ * Returns the file a symlink at `path` finally names, or `path` itself when it
+ * is no symlink or does not exist. A dangling link gives its target resolved
+ * one level, which the replacement then creates.
+ *
+ * @example
+ * ```ts
+ * const target = followLink("/home/me/.codex/auth.json.age");
+ * console.log(target); // the dotfiles copy when the store is a symlink
+ * ```
+ */
+export function followLink(path: string): string {
+  try {
+    if (!Deno.lstatSync(path).isSymlink) return path;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return path;
+    throw error;
+  }
+  try {
+    return Deno.realPathSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    return resolve(dirname(path), Deno.readLinkSync(path));
+  }
 }
 
 /**

@@ -64,6 +64,38 @@ Deno.test("replaceStore writes atomically and leaves no temp file", async () => 
   }
 });
 
+Deno.test("replaceStore keeps a symlinked store linked", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const dotfiles = `${dir}/dotfiles`;
+    const home = `${dir}/home`;
+    await Deno.mkdir(dotfiles);
+    await Deno.mkdir(home);
+    await Deno.writeTextFile(`${dotfiles}/auth.json.age`, "old");
+    const store = `${home}/auth.json.age`;
+    await Deno.symlink("../dotfiles/auth.json.age", store);
+
+    await replaceStore(store, encode("new"));
+    assert.equal(Deno.readLinkSync(store), "../dotfiles/auth.json.age");
+    assert.equal(await Deno.readTextFile(`${dotfiles}/auth.json.age`), "new");
+    // The temp file went next to the target, which the rename requires.
+    assert.deepEqual([...Deno.readDirSync(dotfiles)].map((e) => e.name), [
+      "auth.json.age",
+    ]);
+    assert.deepEqual([...Deno.readDirSync(home)].map((e) => e.name), [
+      "auth.json.age",
+    ]);
+
+    // A dangling link gets its target created.
+    await Deno.remove(`${dotfiles}/auth.json.age`);
+    await replaceStore(store, encode("again"));
+    assert.equal(Deno.readLinkSync(store), "../dotfiles/auth.json.age");
+    assert.equal(await Deno.readTextFile(`${dotfiles}/auth.json.age`), "again");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("replaceStore failure keeps the old store", async () => {
   const dir = await Deno.makeTempDir();
   try {

@@ -749,20 +749,37 @@ Deno.test("list-profiles prints config profiles", async () => {
   }
 });
 
-Deno.test("unlock again replaces the TTL", async () => {
+Deno.test("unlock again keeps or replaces the TTL", async () => {
   const fixture = await createFixture();
   try {
     await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
     const first = await fixture.run(["--unlock", "--ttl", "30m"]);
     assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stderr, /^secure-codex: unlocked: /m);
     const statePath = join(fixture.ramDir(), "session.json");
     const before = JSON.parse(await Deno.readTextFile(statePath));
     assert.equal(before.ttlSeconds, 1800);
+
+    // An unlock without a TTL of its own keeps the session's.
+    const plain = await fixture.run(["--unlock"]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.match(plain.stderr, /^secure-codex: already unlocked: /m);
+    const keptState = JSON.parse(await Deno.readTextFile(statePath));
+    assert.equal(keptState.ttlSeconds, 1800);
+    assert.match(
+      plain.stderr,
+      /^secure-codex: the session locks 30m after its unlock/m,
+    );
+    assert.doesNotMatch(plain.stderr, /replaced/);
 
     const again = await fixture.run(["--unlock", "--ttl", "2h"]);
     assert.equal(again.code, 0, again.stderr);
     const after = JSON.parse(await Deno.readTextFile(statePath));
     assert.equal(after.ttlSeconds, 7200);
+    assert.match(
+      again.stderr,
+      /^secure-codex: replaced the session's time to live of 30m with 2h$/m,
+    );
     // The TTL still counts from the first unlock.
     assert.equal(after.unlockedAt, before.unlockedAt);
 
@@ -770,6 +787,10 @@ Deno.test("unlock again replaces the TTL", async () => {
     assert.equal(none.code, 0, none.stderr);
     const cleared = JSON.parse(await Deno.readTextFile(statePath));
     assert.equal(cleared.ttlSeconds, 0);
+    assert.match(
+      none.stderr,
+      /^secure-codex: replaced the session's time to live of 2h with none$/m,
+    );
   } finally {
     await fixture.dispose();
   }

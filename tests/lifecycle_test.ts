@@ -622,12 +622,53 @@ exit 0
         assert.equal(result.code, 1, result.stderr);
         assert.deepEqual(await Deno.readFile(fixture.store), storeBefore);
         assert.deepEqual(await snapshotTree(ramCopy), ramBefore);
+        // A failed logout that removed the link gets it back.
+        assert.equal(
+          Deno.readLinkSync(join(fixture.codexHome, "auth.json")),
+          ramCopy,
+        );
+        assert.equal(
+          /codex removed auth\.json during this run/.test(result.stderr),
+          unlinks,
+        );
       } finally {
         await fixture.dispose();
       }
     },
   );
 }
+
+Deno.test("run: codex removes auth.json, link restored", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const fakeDir = await writeFakeCodex(
+      fixture,
+      'rm -f "$CODEX_HOME/auth.json"\nexit 0\n',
+    );
+    const result = await fixture.run(["--", "exec", "hi"], {
+      env: fakeCodexEnv(fixture, fakeDir),
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stderr,
+      /^secure-codex: warning: codex removed auth\.json during this run: /m,
+    );
+    assert.match(
+      result.stderr,
+      /^secure-codex: hint: if codex logged out, end the login with: secure-codex .*-- logout$/m,
+    );
+    const ramCopy = join(fixture.ramDir(), "auth.json");
+    assert.equal(
+      Deno.readLinkSync(join(fixture.codexHome, "auth.json")),
+      ramCopy,
+    );
+    assert.ok(pathExists(ramCopy));
+    assert.ok(pathExists(fixture.store));
+  } finally {
+    await fixture.dispose();
+  }
+});
 
 Deno.test("rekey: write-back uses new recipients", async () => {
   const fixture = await createFixture();

@@ -150,9 +150,10 @@ mv -f "$(dirname "$(readlink -f "$CODEX_HOME/auth.json")")/.auth-x" "$(readlink 
     const rejected = await fixture.run(["--cleanup"], { env });
     assert.equal(rejected.code, 1);
     assert.match(rejected.stderr, /the RAM copy is not saved in the store: /);
+    // The command names this session's codex home, so it works when pasted.
     assert.match(
       rejected.stderr,
-      /hint: or run secure-codex --cleanup --force/,
+      /hint: or run secure-codex --real-codex-home \S+ .*--cleanup --force to remove/,
     );
     assert.equal(pathExists(join(fixture.ramDir(), "auth.json")), true);
 
