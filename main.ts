@@ -15,6 +15,7 @@ import {
 } from "./lib/child.ts";
 import type { ConfigFile } from "./lib/config.ts";
 import {
+  type CodexHomeSource,
   configLocation,
   type Environment,
   formatDuration,
@@ -48,7 +49,12 @@ function isOnPath(name: string, path: string | undefined): boolean {
  * Resolves the codex home to its canonical path; codex requires that it
  * exists. With `create`, a missing home is created with mode 0700.
  */
-function canonicalCodexHome(path: string, create: boolean): string {
+function canonicalCodexHome(
+  path: string,
+  create: boolean,
+  source: CodexHomeSource,
+): string {
+  const from = source === "default" ? "" : ` (from ${source})`;
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(path);
@@ -60,17 +66,19 @@ function canonicalCodexHome(path: string, create: boolean): string {
       return Deno.realPathSync(path);
     }
     if (error instanceof Deno.errors.NotFound) {
-      throw new CliError(`codex home not found: ${path}`, {
+      throw new CliError(`codex home not found: ${path}${from}`, {
         hints: [
           `create it with: mkdir -m 700 ${path}`,
-          "or pass the right one with --real-codex-home PATH or SECURE_CODEX_REAL_CODEX_HOME",
+          source === "CODEX_HOME"
+            ? "or fix CODEX_HOME, or pass the right home with --real-codex-home PATH"
+            : "or pass the right one with --real-codex-home PATH or SECURE_CODEX_REAL_CODEX_HOME",
         ],
       });
     }
     throw error;
   }
   if (!info.isDirectory) {
-    throw new CliError(`codex home is not a directory: ${path}`, {
+    throw new CliError(`codex home is not a directory: ${path}${from}`, {
       hints: [
         "pass the right one with --real-codex-home PATH or SECURE_CODEX_REAL_CODEX_HOME",
       ],
@@ -84,7 +92,11 @@ async function openSession(
   ageEnv: Record<string, string>,
   createHome = false,
 ): Promise<Session> {
-  const codexHome = canonicalCodexHome(options.codexHome, createHome);
+  const codexHome = canonicalCodexHome(
+    options.codexHome,
+    createHome,
+    options.codexHomeSource,
+  );
   const uid = Deno.uid();
   if (uid === null) {
     throw new CliError(

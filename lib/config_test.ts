@@ -973,9 +973,13 @@ Deno.test("unknown profile without config file", () => {
   ) {
     const error = cliErrorOf(() => parseOptions(argv, env, null));
     assert.equal(error.exitCode, 2);
-    assert.equal(error.message, "profile not found: work (no config file)");
+    const source = argv.length > 0 ? "--profile" : "SECURE_CODEX_PROFILE";
+    assert.equal(
+      error.message,
+      `profile not found: work (from ${source}; no config file)`,
+    );
     assert.deepEqual(error.hints, [
-      'add it under "profiles" in the config file (README, Profiles)',
+      `add it under "profiles" in ${HOME}/.config/secure-codex/config.jsonc (README, Profiles)`,
     ]);
   }
 });
@@ -986,7 +990,10 @@ Deno.test("unknown profile with config file", () => {
     parseOptions(["--profile", "play"], { HOME }, config)
   );
   assert.equal(error.exitCode, 2);
-  assert.equal(error.message, `profile not found: play in ${CONFIG_PATH}`);
+  assert.equal(
+    error.message,
+    `profile not found: play (from --profile) in ${CONFIG_PATH}`,
+  );
   assert.deepEqual(error.hints, ["known profiles: default, work, home"]);
 
   const empty = parse("{}");
@@ -994,7 +1001,10 @@ Deno.test("unknown profile with config file", () => {
     parseOptions(["--profile", "play"], { HOME }, empty)
   );
   assert.equal(none.exitCode, 2);
-  assert.equal(none.message, `profile not found: play in ${CONFIG_PATH}`);
+  assert.equal(
+    none.message,
+    `profile not found: play (from --profile) in ${CONFIG_PATH}`,
+  );
   assert.match(none.hints[0], /add it under "profiles"/);
 });
 
@@ -1012,7 +1022,10 @@ Deno.test("Object.prototype names are unknown profiles", () => {
       error instanceof CliError,
       `--profile ${name} resolved although the config file has no such profile`,
     );
-    assert.equal(error.message, `profile not found: ${name} in ${CONFIG_PATH}`);
+    assert.equal(
+      error.message,
+      `profile not found: ${name} (from --profile) in ${CONFIG_PATH}`,
+    );
   }
 });
 

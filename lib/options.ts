@@ -19,6 +19,14 @@ import { CliError } from "./output.ts";
 import type { CompletionShell } from "./completions.ts";
 import type { ConfigFile, ProfileSettings } from "./config.ts";
 
+/** The setting the codex home came from; "default" is `~/.codex` or `~/.codex-<profile>`. */
+export type CodexHomeSource =
+  | "--real-codex-home"
+  | "SECURE_CODEX_REAL_CODEX_HOME"
+  | "CODEX_HOME"
+  | "config file"
+  | "default";
+
 /** Everything the program needs to know from argv, the environment and the config file. */
 export interface Options {
   /** The requested action. */
@@ -29,6 +37,8 @@ export interface Options {
   configPath?: string;
   /** The codex home whose `auth.json` becomes the link (absolute). */
   codexHome: string;
+  /** The setting {@linkcode Options.codexHome} came from, for messages. */
+  codexHomeSource: CodexHomeSource;
   /** The encrypted store, `auth.json.age` (absolute). */
   store: string;
   /** age identity files, passed to `age -d -i` in this order (absolute). */
@@ -411,7 +421,16 @@ export function resolveOptions(
 
   const profile = profileOverride ?? values["--profile"] ??
     nonEmpty(env.SECURE_CODEX_PROFILE) ?? "default";
-  const profileSettings = selectProfile(profile, config);
+  const profileSource = profileOverride === undefined &&
+      values["--profile"] === undefined && profile !== "default"
+    ? "SECURE_CODEX_PROFILE"
+    : "--profile";
+  const profileSettings = selectProfile(
+    profile,
+    config,
+    profileSource,
+    () => configLocation(parsed, env)?.path,
+  );
   const top = config?.settings ?? {};
   // Shared keys fall back to the top level; a profile's files never do.
   const shared = <K extends keyof ProfileSettings>(key: K) =>
@@ -455,12 +474,18 @@ export function resolveOptions(
     ? nonEmpty(env.CODEX_HOME)
     : undefined;
   let codexHome: string;
+  let codexHomeSource: CodexHomeSource = "default";
   if (codexHomeSetting !== undefined) {
     codexHome = absolutePath(codexHomeSetting, home);
+    codexHomeSource = values["--real-codex-home"] !== undefined
+      ? "--real-codex-home"
+      : "SECURE_CODEX_REAL_CODEX_HOME";
   } else if (codexHomeVariable !== undefined) {
     codexHome = absolutePath(codexHomeVariable, home);
+    codexHomeSource = "CODEX_HOME";
   } else if (profileSettings.codexHome !== undefined) {
     codexHome = profileSettings.codexHome;
+    codexHomeSource = "config file";
   } else if (profile !== "default") {
     if (!home) {
       throw usageError(
@@ -534,6 +559,7 @@ export function resolveOptions(
     profile,
     configPath: location?.explicit ? location.path : undefined,
     codexHome,
+    codexHomeSource,
     store,
     identities,
     recipientsFile,
@@ -678,6 +704,8 @@ function editDistance(a: string, b: string): number {
 function selectProfile(
   profile: string,
   config: ConfigFile | null,
+  source: string,
+  configPath: () => string | undefined,
 ): ProfileSettings {
   if (profile === "default") return config?.settings ?? {};
   if (!isValidProfileName(profile)) {
@@ -693,13 +721,15 @@ function selectProfile(
     const known = Object.keys(config?.profiles ?? {});
     throw new CliError(
       config === null
-        ? `profile not found: ${profile} (no config file)`
-        : `profile not found: ${profile} in ${config.path}`,
+        ? `profile not found: ${profile} (from ${source}; no config file)`
+        : `profile not found: ${profile} (from ${source}) in ${config.path}`,
       {
         hints: [
           known.length > 0
             ? `known profiles: default, ${known.join(", ")}`
-            : 'add it under "profiles" in the config file (README, Profiles)',
+            : `add it under "profiles" in ${
+              config?.path ?? configPath() ?? "the config file"
+            } (README, Profiles)`,
         ],
         exitCode: 2,
       },

@@ -41,7 +41,22 @@ export async function rekeyStore(session: Session): Promise<void> {
   await session.withLock(async () => {
     const ciphertext = readStore(config.store, config.uid);
     if (ciphertext === null) throw storeNotFound(config.store, session);
-    const decrypted = await session.decryptStore(ciphertext);
+    let decrypted;
+    try {
+      decrypted = await session.decryptStore(ciphertext);
+    } catch (error) {
+      // The general hints suggest an unlock or this very rekey.
+      if (
+        error instanceof CliError && error.message.includes("no terminal")
+      ) {
+        throw new CliError(error.message, {
+          hints: [
+            "run --rekey on a terminal, where age can ask for the passphrase",
+          ],
+        });
+      }
+      throw error;
+    }
     const worker = session.worker();
 
     // A RAM copy changed since the last write-back contains newer tokens.

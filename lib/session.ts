@@ -287,7 +287,7 @@ export class Session {
         if (this.#restoreLink && lstatOrNull(this.linkPath) === null) {
           ensureLink(this.linkPath, this.ramCopy, this.config.store);
         }
-        await this.repairReplacedLink();
+        await this.repairReplacedLink(options.interactive !== true);
         return await writeBack(this, options);
       });
     } catch (error) {
@@ -785,8 +785,11 @@ export class Session {
    * session existed: the file is adopted as the RAM copy when it is valid and
    * newer, removed from disk, and the link is restored. The caller holds the
    * session lock; the next write-back saves an adopted copy to the store.
+   * With `whileCodexRuns`, an invalid file changed in the last two seconds is
+   * left for a later check, because a writer that does not rename may still
+   * be filling it. The check after codex exits reports it.
    */
-  async repairReplacedLink(): Promise<void> {
+  async repairReplacedLink(whileCodexRuns = false): Promise<void> {
     if (lstatOrNull(this.linkPath)?.isFile !== true) return;
     if (this.readState() === null) return;
     let adopted = false;
@@ -824,10 +827,12 @@ export class Session {
       return;
     }
     if (!result.valid) {
+      const modified = lstatOrNull(this.linkPath)?.mtime?.getTime() ?? 0;
+      if (whileCodexRuns && Date.now() - modified < RECENT_WRITE_MS) return;
       warn(
         `a regular file replaced the auth.json link: ${this.linkPath} (${result.reason})`,
         [
-          "it is not a valid auth.json, so secure-codex left it; move it away and run secure-codex again",
+          "it is not a valid auth.json, so secure-codex left it in place; check it, delete it securely if it holds tokens, then run secure-codex again",
         ],
       );
       return;
@@ -1155,6 +1160,9 @@ export class Session {
   }
 }
 
+/** How long an invalid file at the link's path counts as still being written. */
+const RECENT_WRITE_MS = 2000;
+
 const KEPT_FILES = new Set(["session.lock", "users.lock", VERIFIED_MARKER]);
 
 function isSaved(outcome: WriteBackOutcome): boolean {
@@ -1181,7 +1189,6 @@ function shellQuote(word: string): string {
   return `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
-/** Tells whether a path exists, without following a symlink there. */
 /**
  * Tells whether two paths name the same file, following symlinks, so a codex
  * home reached through a symlink and by its real path share one session. A
@@ -1197,6 +1204,7 @@ function isSameFile(a: string, b: string): boolean {
   }
 }
 
+/** Tells whether a path exists, without following a symlink there. */
 function pathExists(path: string): boolean {
   return lstatOrNull(path) !== null;
 }

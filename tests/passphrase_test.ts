@@ -658,6 +658,24 @@ Deno.test("passphrase store without terminal fails", async () => {
     assert.deepEqual(ramCopies(fixture), []);
     assert.ok(!pathExists(join(fixture.codexHome, "auth.json")));
     assert.deepEqual(await Deno.readFile(fixture.store), before);
+
+    // A rekey gets the one hint that fits it, not the rekey command itself.
+    const recipientsFile = join(fixture.dir, "new-recipients.txt");
+    await Deno.writeTextFile(recipientsFile, `${fixture.recipient}\n`);
+    const rekey = await runCommand("setsid", [
+      SECURE_CODEX,
+      "--rekey",
+      "--recipients-file",
+      recipientsFile,
+    ], { env });
+    assert.equal(rekey.code, 1, rekey.stderr);
+    assert.match(rekey.stderr, /no terminal to ask for the passphrase/);
+    assert.match(
+      rekey.stderr,
+      /^secure-codex: hint: run --rekey on a terminal, where age can ask for the passphrase$/m,
+    );
+    assert.doesNotMatch(rekey.stderr, /--rekey --recipients-file FILE/);
+    assert.deepEqual(await Deno.readFile(fixture.store), before);
   } finally {
     await terminal?.close();
     await mock.close();

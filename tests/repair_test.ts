@@ -68,6 +68,82 @@ Deno.test("replaced link is adopted and removed", async () => {
   }
 });
 
+/**
+ * A fake codex that replaces the link with a file written in place in two
+ * steps, as `cp` or an editor might: first half of the JSON, then all of it.
+ */
+const WRITE_IN_PLACE = `rm -f "$CODEX_HOME/auth.json"
+printf '%s' "$HALF_AUTH" > "$CODEX_HOME/auth.json"
+sleep 0.5
+printf '%s' "$NEW_AUTH" > "$CODEX_HOME/auth.json"
+sleep 0.5
+`;
+
+Deno.test("file written in place is reported once", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(
+      fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-old" }),
+    );
+    const fake = await writeFakeCodex(fixture, WRITE_IN_PLACE);
+    const newAuth = JSON.stringify(fakeChatGptAuth({
+      canary: fixture.canary,
+      refreshToken: `rt-new-${fixture.canary}`,
+      lastRefresh: new Date(Date.now() + 60_000).toISOString(),
+    }));
+    const result = await fixture.run(["--", "exec", "x"], {
+      env: fakeCodexEnv(fixture, fake, {
+        NEW_AUTH: newAuth,
+        HALF_AUTH: newAuth.slice(0, newAuth.length / 2),
+      }),
+    });
+    assert.equal(result.code, 0, result.stderr);
+    // The half-written file is replaced within the quiet period, so it gets no warning.
+    assert.doesNotMatch(
+      result.stderr,
+      /a regular file replaced the auth\.json link/,
+    );
+    assert.match(
+      result.stderr,
+      /warning: plaintext auth\.json was written to disk, replacing the link: /,
+    );
+    const link = join(fixture.codexHome, "auth.json");
+    assert.ok(Deno.lstatSync(link).isSymlink, "the link is restored");
+    const stored = await fixture.readStore() as {
+      tokens: { refresh_token: string };
+    };
+    assert.equal(stored.tokens.refresh_token, `rt-new-${fixture.canary}`);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("invalid file at the link is reported at exit", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const fake = await writeFakeCodex(
+      fixture,
+      `rm -f "$CODEX_HOME/auth.json"\nprintf 'not json' > "$CODEX_HOME/auth.json"\n`,
+    );
+    const result = await fixture.run(["--", "exec", "x"], {
+      env: fakeCodexEnv(fixture, fake),
+    });
+    assert.equal(result.code, 0, result.stderr);
+    const warnings = result.stderr.split("\n").filter((line) =>
+      line.includes("a regular file replaced the auth.json link")
+    );
+    assert.equal(warnings.length, 1, result.stderr);
+    assert.match(result.stderr, /delete it securely if it holds tokens/);
+    assert.equal(
+      Deno.readTextFileSync(join(fixture.codexHome, "auth.json")),
+      "not json",
+    );
+  } finally {
+    await fixture.dispose();
+  }
+});
+
 Deno.test("replaced link repaired at next start", async () => {
   const fixture = await createFixture();
   try {
