@@ -32,6 +32,27 @@ function writeBareIdentity(fixture: Fixture): string {
   return bare;
 }
 
+/**
+ * Asserts that a run adopted a plaintext file at the link's path: the
+ * warning, the restored link and the file's refresh token in the store.
+ */
+async function assertAdopted(fixture: Fixture, stderr: string): Promise<void> {
+  assert.match(
+    stderr,
+    /warning: plaintext auth\.json was written to disk, replacing the link: /,
+  );
+  assert.match(
+    stderr,
+    /hint: secure-codex removed the file and restored the link/,
+  );
+  const link = join(fixture.codexHome, "auth.json");
+  assert.ok(Deno.lstatSync(link).isSymlink, "the link is restored");
+  const stored = await fixture.readStore() as {
+    tokens: { refresh_token: string };
+  };
+  assert.equal(stored.tokens.refresh_token, `rt-new-${fixture.canary}`);
+}
+
 Deno.test("replaced link is adopted and removed", async () => {
   const fixture = await createFixture();
   try {
@@ -48,21 +69,7 @@ Deno.test("replaced link is adopted and removed", async () => {
       env: fakeCodexEnv(fixture, fake, { NEW_AUTH: JSON.stringify(newAuth) }),
     });
     assert.equal(result.code, 0, result.stderr);
-    assert.match(
-      result.stderr,
-      /warning: plaintext auth\.json was written to disk, replacing the link: /,
-    );
-    assert.match(
-      result.stderr,
-      /hint: secure-codex removed the file and restored the link/,
-    );
-
-    const link = join(fixture.codexHome, "auth.json");
-    assert.ok(Deno.lstatSync(link).isSymlink, "the link is restored");
-    const stored = await fixture.readStore() as {
-      tokens: { refresh_token: string };
-    };
-    assert.equal(stored.tokens.refresh_token, `rt-new-${fixture.canary}`);
+    await assertAdopted(fixture, result.stderr);
   } finally {
     await fixture.dispose();
   }
@@ -103,16 +110,7 @@ Deno.test("file written in place is reported once", async () => {
       result.stderr,
       /a regular file replaced the auth\.json link/,
     );
-    assert.match(
-      result.stderr,
-      /warning: plaintext auth\.json was written to disk, replacing the link: /,
-    );
-    const link = join(fixture.codexHome, "auth.json");
-    assert.ok(Deno.lstatSync(link).isSymlink, "the link is restored");
-    const stored = await fixture.readStore() as {
-      tokens: { refresh_token: string };
-    };
-    assert.equal(stored.tokens.refresh_token, `rt-new-${fixture.canary}`);
+    await assertAdopted(fixture, result.stderr);
   } finally {
     await fixture.dispose();
   }
