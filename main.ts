@@ -24,7 +24,13 @@ import {
   type ParsedArguments,
   resolveOptions,
 } from "./lib/options.ts";
-import { CliError, notice, printError, printOut } from "./lib/output.ts";
+import {
+  CliError,
+  notice,
+  printError,
+  printOut,
+  shellQuote,
+} from "./lib/output.ts";
 import { chooseRamDir, sessionId } from "./lib/ram_dir.ts";
 import { reportWriteBack, Session } from "./lib/session.ts";
 import { lstatOrNull } from "./lib/ram_dir.ts";
@@ -68,7 +74,7 @@ function canonicalCodexHome(
     if (error instanceof Deno.errors.NotFound) {
       throw new CliError(`codex home not found: ${path}${from}`, {
         hints: [
-          `create it with: mkdir -m 700 ${path}`,
+          `create it with: mkdir -p -m 700 ${shellQuote(path)}`,
           source === "CODEX_HOME"
             ? "or fix CODEX_HOME, or pass the right home with --real-codex-home PATH"
             : "or pass the right one with --real-codex-home PATH or SECURE_CODEX_REAL_CODEX_HOME",
@@ -187,10 +193,9 @@ async function run(options: Options): Promise<number> {
         const wasUnlocked = lstatOrNull(session.ramCopy) !== null;
         await session.open({ newLogin: false });
         session.release();
-        // Without a TTL of its own, an unlock keeps the one the session has.
-        const ttlSeconds = options.ttlGiven
-          ? await session.recordTtl(options.ttlSeconds)
-          : session.readState()?.ttlSeconds ?? 0;
+        const ttlSeconds = await session.recordTtl(options.ttlSeconds, {
+          replace: options.ttlFromFlag,
+        });
         notice(
           `${
             wasUnlocked ? "already unlocked" : "unlocked"

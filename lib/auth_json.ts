@@ -9,6 +9,29 @@
 /** The login form of an auth.json: an API key or ChatGPT tokens. */
 export type LoginKind = "api-key" | "chatgpt";
 
+/** Reasons for a file that codex cannot parse at all, as opposed to one it parses but lacks a login. */
+const UNPARSEABLE = {
+  notUtf8: "not UTF-8 text",
+  bom: "starts with a byte order mark, which codex cannot read",
+  notJson: "not JSON",
+} as const;
+const NOT_AN_OBJECT_PREFIX = "JSON is ";
+
+/**
+ * Tells whether a reason from {@linkcode checkAuthJson} means codex cannot
+ * parse the file at all, so no login, old or new, can be in it.
+ *
+ * @example
+ * ```ts
+ * const check = checkAuthJson(new TextEncoder().encode("garbage"));
+ * if (!check.valid) console.log(isUnparseable(check.reason)); // true
+ * ```
+ */
+export function isUnparseable(reason: string): boolean {
+  return (Object.values(UNPARSEABLE) as string[]).includes(reason) ||
+    reason.startsWith(NOT_AN_OBJECT_PREFIX);
+}
+
 /** The outcome of {@linkcode checkAuthJson}. */
 export type AuthCheck =
   | { valid: true; kind: LoginKind; lastRefresh: string | null }
@@ -44,25 +67,22 @@ export function checkAuthJson(bytes: Uint8Array): AuthCheck {
       bytes,
     );
   } catch {
-    return { valid: false, reason: "not UTF-8 text" };
+    return { valid: false, reason: UNPARSEABLE.notUtf8 };
   }
   if (text.startsWith("\ufeff")) {
-    return {
-      valid: false,
-      reason: "starts with a byte order mark, which codex cannot read",
-    };
+    return { valid: false, reason: UNPARSEABLE.bom };
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     // JSON.parse messages quote the input, so they are never passed on.
-    return { valid: false, reason: "not JSON" };
+    return { valid: false, reason: UNPARSEABLE.notJson };
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return {
       valid: false,
-      reason: `JSON is ${describe(value)}, expected an object`,
+      reason: `${NOT_AN_OBJECT_PREFIX}${describe(value)}, expected an object`,
     };
   }
   const auth = value as Record<string, unknown>;

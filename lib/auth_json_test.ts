@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkAuthJson, isOlder } from "./auth_json.ts";
+import { checkAuthJson, isOlder, isUnparseable } from "./auth_json.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 const tokens = {
@@ -74,4 +74,31 @@ Deno.test("checkAuthJson rejects a byte order mark", () => {
     valid: false,
     reason: "starts with a byte order mark, which codex cannot read",
   });
+});
+
+Deno.test("isUnparseable separates unreadable files from missing logins", () => {
+  const reasonOf = (text: string | Uint8Array) => {
+    const bytes = typeof text === "string"
+      ? new TextEncoder().encode(text)
+      : text;
+    const check = checkAuthJson(bytes);
+    assert.equal(check.valid, false);
+    return (check as { reason: string }).reason;
+  };
+  for (
+    const text of [
+      "garbage",
+      '{"tokens":',
+      "\ufeff{}",
+      "[]",
+      "null",
+      new Uint8Array([0xff, 0xfe]),
+    ]
+  ) {
+    assert.equal(isUnparseable(reasonOf(text)), true, String(text));
+  }
+  // codex parses these, so a login in a form this check does not know may be there.
+  for (const text of ["{}", '{"tokens":5}']) {
+    assert.equal(isUnparseable(reasonOf(text)), false, text);
+  }
 });

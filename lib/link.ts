@@ -8,7 +8,7 @@
  */
 
 import { basename, dirname, join, resolve } from "./path.ts";
-import { CliError } from "./output.ts";
+import { CliError, shellQuote } from "./output.ts";
 import { lstatOrNull } from "./ram_dir.ts";
 
 /** The kind of entry found at the link's path. */
@@ -79,6 +79,29 @@ export function linkedRamDir(
 }
 
 /**
+ * Names the RAM directory of an ended session when the link points into
+ * one: {@linkcode linkedRamDir}, holding neither a RAM copy nor a session
+ * state, as a cleanup leaves it. Nothing is stored behind such a link.
+ *
+ * @example
+ * ```ts
+ * const linkPath = "/home/me/.codex/auth.json";
+ * const state = inspectLink(linkPath, "/run/user/1000/secure-codex/0123456789abcdef/auth.json");
+ * console.log(endedSessionRamDir(linkPath, state));
+ * ```
+ */
+export function endedSessionRamDir(
+  linkPath: string,
+  state: LinkState,
+): string | null {
+  const ramDir = linkedRamDir(linkPath, state);
+  if (ramDir === null) return null;
+  const ended = lstatOrNull(join(ramDir, "auth.json")) === null &&
+    lstatOrNull(join(ramDir, "session.json")) === null;
+  return ended ? ramDir : null;
+}
+
+/**
  * Throws a {@linkcode CliError} unless the link is missing or already ours.
  * A regular file or a foreign link is never overwritten.
  *
@@ -107,31 +130,32 @@ export function checkLink(
           "secure-codex replaces it with a link into RAM only when the path is free, and never overwrites it",
           `if ${store} already holds this login: move ${linkPath} away, then securely delete it`,
           importCommand !== undefined
-            ? `to encrypt it into the store and link it: ${importCommand}${
-              lstatOrNull(store) !== null ? ` (--force replaces ${store})` : ""
-            }`
+            ? lstatOrNull(store) !== null
+              ? `to replace ${store} with it and link it: ${importCommand}`
+              : `to encrypt it into the store and link it: ${importCommand}`
             : lstatOrNull(store) !== null
             ? `to encrypt it into the store and link it: run secure-codex --import --force with this command's secure-codex options and no codex arguments (--force replaces ${store})`
             : "to encrypt it into the store and link it: run secure-codex --import with this command's secure-codex options and no codex arguments",
         ],
       });
     case "elsewhere": {
-      const otherRamDir = linkedRamDir(linkPath, state);
-      if (
-        otherRamDir !== null &&
-        lstatOrNull(join(otherRamDir, "auth.json")) === null &&
-        lstatOrNull(join(otherRamDir, "session.json")) === null
-      ) {
+      const endedRamDir = endedSessionRamDir(linkPath, state);
+      if (endedRamDir !== null) {
+        // Sessions replace such a link themselves unless that session is
+        // being unlocked at this moment.
         throw new CliError(
           `auth.json links into the RAM directory of an ended session: ${linkPath} -> ${state.target}`,
           {
             hints: [
-              `to use that RAM directory again, pass --ram-dir ${otherRamDir}`,
-              `or, since it contains no RAM copy, remove the link: rm ${linkPath}`,
+              `to use that RAM directory again, pass --ram-dir ${endedRamDir}`,
+              `or, since it contains no RAM copy, remove the link: rm ${
+                shellQuote(linkPath)
+              }`,
             ],
           },
         );
       }
+      const otherRamDir = linkedRamDir(linkPath, state);
       if (otherRamDir !== null) {
         throw new CliError(
           `auth.json links into the RAM directory of another session: ${linkPath} -> ${state.target}`,
@@ -146,12 +170,27 @@ export function checkLink(
           },
         );
       }
+      if (!targetExists(linkPath, state.target)) {
+        throw new CliError(
+          `auth.json is a symlink to a file that does not exist: ${linkPath} -> ${state.target}`,
+          {
+            hints: [
+              "a reboot empties a RAM directory, and an unmounted filesystem hides its files",
+              `if nothing should be there, remove the link and run secure-codex again: rm ${
+                shellQuote(linkPath)
+              }`,
+            ],
+          },
+        );
+      }
       throw new CliError(
         `auth.json is a symlink to somewhere else: ${linkPath} -> ${state.target}`,
         {
           hints: [
             `secure-codex needs it to point to ${target}`,
-            `check what ${state.target} holds, then remove the link: rm ${linkPath}`,
+            `check what ${state.target} holds, then remove the link: rm ${
+              shellQuote(linkPath)
+            }`,
           ],
         },
       );
@@ -163,6 +202,15 @@ export function checkLink(
           hints: [`remove it, then run secure-codex again`],
         },
       );
+  }
+}
+
+/** Tells whether a link's target exists; one this user cannot stat counts as existing. */
+function targetExists(linkPath: string, target: string): boolean {
+  try {
+    return lstatOrNull(resolve(dirname(linkPath), target)) !== null;
+  } catch {
+    return true;
   }
 }
 

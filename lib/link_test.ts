@@ -51,9 +51,19 @@ Deno.test("checkLink rejects a link elsewhere and keeps it", () =>
     Deno.symlinkSync("/elsewhere/auth.json", link);
     assert.throws(
       () => ensureLink(link, join(dir, "t"), "store"),
-      /symlink to somewhere else.*\/elsewhere\/auth.json/,
+      /symlink to a file that does not exist.*\/elsewhere\/auth.json/,
     );
     assert.equal(Deno.readLinkSync(link), "/elsewhere/auth.json");
+
+    const other = join(dir, "other.json");
+    Deno.writeTextFileSync(other, "{}");
+    Deno.removeSync(link);
+    Deno.symlinkSync(other, link);
+    assert.throws(
+      () => ensureLink(link, join(dir, "t"), "store"),
+      /symlink to somewhere else/,
+    );
+    assert.equal(Deno.readTextFileSync(other), "{}");
   }));
 
 Deno.test("checkLink rejects a directory", () =>

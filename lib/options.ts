@@ -52,10 +52,11 @@ export interface Options {
   /** Seconds after unlock at which the session is locked; 0 means never. */
   ttlSeconds: number;
   /**
-   * Whether `--ttl`, SECURE_CODEX_TTL or the config file set the TTL, so an
-   * `--unlock` without one keeps the TTL the session has.
+   * Whether the TTL came from `--ttl` on this command line, which replaces an
+   * unlocked session's TTL. A TTL from SECURE_CODEX_TTL or the config file is
+   * a standing default, so it only shortens it.
    */
-  ttlGiven: boolean;
+  ttlFromFlag: boolean;
   /**
    * With cleanup: remove the RAM copy even when it cannot be saved. With
    * import: replace an existing store.
@@ -566,7 +567,7 @@ export function resolveOptions(
     ramDir,
     keep,
     ttlSeconds,
-    ttlGiven: ttlSetting !== undefined || shared("ttlSeconds") !== undefined,
+    ttlFromFlag: values["--ttl"] !== undefined,
     force: parsed.force,
     json: parsed.json,
     allProfiles: parsed.allProfiles,

@@ -149,3 +149,17 @@ export function hasTerminal(): boolean {
     return false;
   }
 }
+
+/**
+ * Quotes a word for a POSIX shell when it contains anything but safe
+ * characters, so a printed command can be pasted as it is.
+ *
+ * @example
+ * ```ts
+ * console.log(`rm ${shellQuote("/home/me/my codex/auth.json")}`);
+ * ```
+ */
+export function shellQuote(word: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}

@@ -11,8 +11,8 @@
  * @module
  */
 
-import { dirname, join } from "./path.ts";
-import { CliError } from "./output.ts";
+import { dirname, join, resolve } from "./path.ts";
+import { CliError, shellQuote } from "./output.ts";
 
 /** `f_type` of tmpfs in statfs(2). */
 export const TMPFS_MAGIC = 0x01021994;
@@ -133,7 +133,11 @@ export function chooseRamDir(
       throw withAlternatives(error, "XDG_RUNTIME_DIR");
     }
     return {
-      path: join(settings.xdgRuntimeDir, "secure-codex", settings.id),
+      path: join(
+        resolveSymlinks(settings.xdgRuntimeDir),
+        "secure-codex",
+        settings.id,
+      ),
       source: "XDG_RUNTIME_DIR",
     };
   }
@@ -149,6 +153,20 @@ export function chooseRamDir(
       " does not exist",
     { hints: SAFE_ALTERNATIVES },
   );
+}
+
+/**
+ * Resolves symlinks in a runtime directory the environment names, so the RAM
+ * directory has one spelling: the worker's read scope, the link and later
+ * runs all use it. A path that cannot be resolved is returned as it is, and
+ * the directory checks then report it.
+ */
+function resolveSymlinks(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return path;
+  }
 }
 
 /**
@@ -276,7 +294,7 @@ function checkPrivateDirectory(
       `if you made the link, pass the directory it names instead: ${
         realPathOrLink(path)
       }`,
-      `otherwise remove the link: rm ${path}`,
+      `otherwise remove the link: rm ${shellQuote(path)}`,
     ]);
   }
   if (!info.isDirectory) reject("RAM directory is not a directory", path);
@@ -292,17 +310,17 @@ function checkPrivateDirectory(
     reject(
       `RAM directory has mode ${modeString(mode)}, expected 0700`,
       path,
-      [`if you created it yourself: chmod 700 ${path}`],
+      [`if you created it yourself: chmod 700 ${shellQuote(path)}`],
     );
   }
 }
 
-/** Resolves a symlink for a hint; a dangling one gives its stored target. */
+/** Resolves a symlink for a hint; a dangling one gives its target resolved one level. */
 function realPathOrLink(path: string): string {
   try {
     return Deno.realPathSync(path);
   } catch {
-    return Deno.readLinkSync(path);
+    return resolve(dirname(path), Deno.readLinkSync(path));
   }
 }
 

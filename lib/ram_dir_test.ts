@@ -49,6 +49,26 @@ Deno.test("chooseRamDir prefers the option", () => {
   });
 });
 
+Deno.test("chooseRamDir resolves a symlinked XDG_RUNTIME_DIR", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const real = join(dir, "real");
+    Deno.mkdirSync(real);
+    Deno.symlinkSync(real, join(dir, "link"));
+    const choice = chooseRamDir({
+      xdgRuntimeDir: join(dir, "link"),
+      uid: 1,
+      id: "ab",
+    });
+    assert.equal(
+      choice.path,
+      join(Deno.realPathSync(real), "secure-codex", "ab"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("chooseRamDir rejects a relative XDG_RUNTIME_DIR", () => {
   assert.throws(
     () => chooseRamDir({ xdgRuntimeDir: "run", uid: 1, id: "ab" }),

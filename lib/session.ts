@@ -16,12 +16,18 @@
 
 import { basename, dirname, join } from "./path.ts";
 import { formatDuration } from "./options.ts";
-import { isOlder } from "./auth_json.ts";
-import { checkLink, ensureLink, inspectLink, linkedRamDir } from "./link.ts";
+import { isOlder, isUnparseable } from "./auth_json.ts";
+import {
+  checkLink,
+  endedSessionRamDir,
+  ensureLink,
+  inspectLink,
+  linkedRamDir,
+} from "./link.ts";
 import { fingerprintOf, sha256Hex } from "./fingerprint.ts";
 import { lockFile, tryLockFile } from "./lock.ts";
 import { mark } from "./trace.ts";
-import { CliError, hasTerminal, notice, warn } from "./output.ts";
+import { CliError, hasTerminal, notice, shellQuote, warn } from "./output.ts";
 import {
   ensureRamDir,
   lstatOrNull,
@@ -43,6 +49,7 @@ import {
   WorkerError,
 } from "./worker.ts";
 import {
+  RECENT_WRITE_MS,
   writeBack,
   type WriteBackOptions,
   type WriteBackOutcome,
@@ -154,6 +161,8 @@ export class Session {
   #worker: PlaintextWorker | null = null;
   #users: Deno.FsFile | null = null;
   #restoreLink = false;
+  /** The recorded TTL of a session this process locked after its TTL, in seconds. */
+  #lockedTtl = 0;
 
   /** Creates the session object; nothing is touched until a method runs. */
   constructor(config: SessionConfig) {
@@ -402,12 +411,14 @@ export class Session {
       // A rejected --ram-dir often meets a link into the default RAM
       // directory, so the RAM directory, the more basic error, comes first.
       await ensureRamDir(this.config.ramDir, this.config.uid);
-      checkLink(
-        this.linkPath,
-        this.ramCopy,
-        this.config.store,
-        (action, ramDir) => this.command(action, this.config.store, ramDir),
-      );
+      if (!this.#removeEndedSessionLink()) {
+        checkLink(
+          this.linkPath,
+          this.ramCopy,
+          this.config.store,
+          (action, ramDir) => this.command(action, this.config.store, ramDir),
+        );
+      }
     }
     this.checkKeyFiles();
     await this.withLock(async () => {
@@ -424,7 +435,12 @@ export class Session {
         // the warm path above stays a handful of system calls.
         await this.#removeStaleTempFiles();
         if (ramInfo !== null) await this.#recover();
-        else if (options.newLogin && !pathExists(this.config.store)) {
+        else if (
+          options.newLogin &&
+          readStore(this.config.store, this.config.uid) === null
+        ) {
+          // readStore follows a symlinked store: a dangling one is no store,
+          // and the first write-back creates the file it names.
           await this.#prepareLogin();
         } else await this.#unlock();
       }
@@ -470,9 +486,14 @@ export class Session {
         force: storeSha256 === null,
         interactive: true,
       });
-      // codex writes auth.json by rename, so an invalid copy is no write in
-      // progress, and the store still has the login this session last saved.
-      if (outcome.status === "invalid" && storeSha256 !== null) {
+      // codex writes auth.json by rename, so an unparseable copy is no write
+      // in progress and contains no login, and the store still has the login
+      // this session last saved. A copy codex can parse is kept, because it
+      // may contain tokens in a form this check does not know.
+      if (
+        outcome.status === "invalid" && isUnparseable(outcome.reason) &&
+        storeSha256 !== null
+      ) {
         await this.#unlock();
         notice(
           `replaced the RAM copy, which was not a valid auth.json (${outcome.reason}), with the store's login: ${this.ramCopy}`,
@@ -712,7 +733,7 @@ export class Session {
       passphrase: ciphertext !== null &&
         parseStoreHeader(ciphertext)?.passphrase === true,
       unlockedAt: new Date().toISOString(),
-      ttlSeconds: this.config.ttlSeconds ?? 0,
+      ttlSeconds: shorterTtl(this.config.ttlSeconds ?? 0, this.#lockedTtl),
       lastWriteBackAt: null,
     };
   }
@@ -963,7 +984,8 @@ export class Session {
       return false;
     }
     return await this.withLock(async () => {
-      if (!expired(this.readState())) return false;
+      const state = this.readState();
+      if (!expired(state)) return false;
       const users = tryLockFile(join(this.ramDir, "users.lock"), true);
       if (users === null) return false;
       try {
@@ -982,8 +1004,11 @@ export class Session {
         notice(
           `locked the session: it was unlocked more than ${
             formatDuration(ttl)
-          } ago, its time to live`,
+          } ago, the time to live that applies`,
         );
+        // The unlock that may follow in this process keeps the session's TTL,
+        // so a TTL set with --unlock --ttl limits every session after it too.
+        this.#lockedTtl = state?.ttlSeconds ?? 0;
         this.#removeFiles();
         return true;
       } finally {
@@ -1001,26 +1026,34 @@ export class Session {
   }
 
   /**
-   * Records a time to live the user gave for an unlocked session, counted
-   * from its unlock: `--unlock --ttl` on a session that is already unlocked
-   * replaces the TTL it had (0 removes it) and prints a notice. Returns the
-   * TTL now recorded.
+   * Records a time to live for an unlocked session, counted from its unlock,
+   * and prints a notice when it changes. With `replace` (`--unlock --ttl`)
+   * the TTL replaces the recorded one, and 0 removes it. Otherwise the
+   * shorter of the two applies, so a standing default never lengthens a
+   * session. Returns the TTL now recorded.
    */
-  async recordTtl(ttlSeconds: number): Promise<number> {
+  async recordTtl(
+    ttlSeconds: number,
+    options: { replace: boolean },
+  ): Promise<number> {
     return await this.withLock(() => {
       const state = this.readState();
-      const recorded = state?.ttlSeconds ?? 0;
-      if (state !== null && recorded !== ttlSeconds) {
-        this.writeState({ ...state, ttlSeconds });
+      if (state === null) return Promise.resolve(0);
+      const recorded = state.ttlSeconds ?? 0;
+      const next = options.replace
+        ? ttlSeconds
+        : shorterTtl(recorded, ttlSeconds);
+      if (recorded !== next) {
+        this.writeState({ ...state, ttlSeconds: next });
         if (recorded > 0) {
           notice(
             `replaced the session's time to live of ${
               formatDuration(recorded)
-            } with ${ttlSeconds > 0 ? formatDuration(ttlSeconds) : "none"}`,
+            } with ${next > 0 ? formatDuration(next) : "none"}`,
           );
         }
       }
-      return Promise.resolve(state === null ? 0 : ttlSeconds);
+      return Promise.resolve(next);
     });
   }
 
@@ -1076,6 +1109,36 @@ export class Session {
   }
 
   /**
+   * Removes a link into the RAM directory of an ended session, as switching
+   * between `--ram-dir` and the default leaves one: nothing is stored behind
+   * it. Returns false, removing nothing, for any other link or while that
+   * session is being unlocked.
+   */
+  #removeEndedSessionLink(): boolean {
+    const endedRamDir = endedSessionRamDir(
+      this.linkPath,
+      inspectLink(this.linkPath, this.ramCopy),
+    );
+    if (endedRamDir === null) return false;
+    const lock = tryLockFile(join(endedRamDir, "session.lock"), true);
+    if (lock === null) return false;
+    try {
+      // Checked again under that session's lock, which an unlock holds.
+      const state = inspectLink(this.linkPath, this.ramCopy);
+      if (endedSessionRamDir(this.linkPath, state) !== endedRamDir) {
+        return false;
+      }
+      Deno.removeSync(this.linkPath);
+    } finally {
+      lock.close();
+    }
+    notice(
+      `replaced the auth.json link into the RAM directory of an ended session: ${endedRamDir}`,
+    );
+    return true;
+  }
+
+  /**
    * Rejects a cleanup while the link leads to a RAM copy in another
    * session's RAM directory. This cleanup cannot remove that copy, and after
    * a cleanup the user expects no plaintext behind the link.
@@ -1125,6 +1188,10 @@ export class Session {
         );
       }
       if (isSaved(outcome)) return;
+      if (outcome.status === "invalid" && isUnparseable(outcome.reason)) {
+        // Not even JSON, so removing it loses no login; the caller removes it.
+        return;
+      }
       problem = `the RAM copy is not saved in the store: ${this.ramCopy}`;
     }
     if (!force) {
@@ -1160,9 +1227,6 @@ export class Session {
   }
 }
 
-/** How long an invalid file at the link's path counts as still being written. */
-const RECENT_WRITE_MS = 2000;
-
 const KEPT_FILES = new Set(["session.lock", "users.lock", VERIFIED_MARKER]);
 
 function isSaved(outcome: WriteBackOutcome): boolean {
@@ -1181,15 +1245,6 @@ function nonInteractiveHints(session: Session): string[] {
 }
 
 /**
- * Quotes a word for a POSIX shell when it contains anything but safe
- * characters, so a printed command can be pasted as it is.
- */
-function shellQuote(word: string): string {
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
-  return `'${word.replaceAll("'", `'\\''`)}'`;
-}
-
-/**
  * Tells whether two paths name the same file, following symlinks, so a codex
  * home reached through a symlink and by its real path share one session. A
  * path to a missing file matches only the same spelling.
@@ -1202,6 +1257,13 @@ function isSameFile(a: string, b: string): boolean {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
   }
+}
+
+/** Returns the shorter of two TTLs in seconds, where 0 means none. */
+function shorterTtl(a: number, b: number): number {
+  if (a <= 0) return b;
+  if (b <= 0) return a;
+  return Math.min(a, b);
 }
 
 /** Tells whether a path exists, without following a symlink there. */
@@ -1301,9 +1363,15 @@ export function reportWriteBack(
     case "invalid":
       warn(
         `the RAM copy is not a valid auth.json (${outcome.reason}); not saved: ${session.ramCopy}`,
-        [
-          `the store's login is unchanged; the next secure-codex start replaces the RAM copy with it`,
-        ],
+        isUnparseable(outcome.reason) && pathExists(store)
+          ? [
+            "codex cannot read it either; the next secure-codex start replaces it with the store's login",
+          ]
+          : [
+            `check it; if it holds no login, remove it with: ${
+              session.command("--cleanup --force")
+            }`,
+          ],
       );
       break;
     case "gone":

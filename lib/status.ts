@@ -20,8 +20,14 @@ import {
   type RecipientsSource,
   type ResolvedRecipients,
 } from "./recipients.ts";
-import { basename, dirname, join } from "./path.ts";
-import { inspectLink, linkedRamDir, type LinkState } from "./link.ts";
+import { basename, dirname, join, resolve } from "./path.ts";
+import { shellQuote } from "./output.ts";
+import {
+  endedSessionRamDir,
+  inspectLink,
+  linkedRamDir,
+  type LinkState,
+} from "./link.ts";
 import type { LoginSummary } from "./login_summary.ts";
 import { lstatOrNull, RAMFS_MAGIC, TMPFS_MAGIC } from "./ram_dir.ts";
 import type { Session, SessionState } from "./session.ts";
@@ -52,6 +58,7 @@ export type StatusWarningCode =
   | "link-missing"
   | "ram-copy-invalid"
   | "link-to-other-session"
+  | "link-elsewhere"
   | "mcp-credentials-plaintext"
   | "shell-snapshots"
   | "session-expired"
@@ -545,21 +552,35 @@ function collectWarnings(
     });
   }
 
-  const otherRamDir = report.link.status === "elsewhere"
-    ? linkedRamDir(inputs.linkPath, {
-      kind: "elsewhere",
-      target: report.link.target ?? "",
-    })
+  const elsewhere: LinkState | null = report.link.status === "elsewhere"
+    ? { kind: "elsewhere", target: report.link.target ?? "" }
     : null;
-  if (otherRamDir !== null) {
-    // A session ended by its cleanup keeps only its lock files.
-    const ended = lstatOrNull(join(otherRamDir, "auth.json")) === null &&
-      lstatOrNull(join(otherRamDir, "session.json")) === null;
+  const otherRamDir = elsewhere === null
+    ? null
+    : linkedRamDir(inputs.linkPath, elsewhere);
+  if (elsewhere !== null && otherRamDir === null) {
+    const target = resolve(dirname(inputs.linkPath), elsewhere.target);
+    warnings.push({
+      code: "link-elsewhere",
+      message: lstatOrNull(target) === null
+        ? `auth.json links to a path that does not exist: ${elsewhere.target}; ` +
+          `secure-codex runs reject this link, so remove it: rm ${
+            shellQuote(inputs.linkPath)
+          }`
+        : `auth.json links to a file secure-codex does not manage: ${elsewhere.target}; ` +
+          `secure-codex runs reject this link, so check what is there, then remove the link: rm ${
+            shellQuote(inputs.linkPath)
+          }`,
+      path: inputs.linkPath,
+    });
+  }
+  if (otherRamDir !== null && elsewhere !== null) {
+    const ended = endedSessionRamDir(inputs.linkPath, elsewhere) !== null;
     warnings.push({
       code: "link-to-other-session",
       message: ended
         ? `auth.json links into the RAM directory of an ended session: ${otherRamDir}; ` +
-          `runs need --ram-dir ${otherRamDir} to use it again, or remove the link: rm ${inputs.linkPath}`
+          "nothing is stored there, and the next secure-codex run replaces the link with its own"
         : `auth.json links into the RAM directory of another session: ${otherRamDir}; ` +
           `this report describes ${inputs.ramDir}, so run ${
             command("--status", otherRamDir)
@@ -615,7 +636,7 @@ function collectWarnings(
     warnings.push({
       code: "ram-copy-invalid",
       message: `the RAM copy is not a valid auth.json: ${inputs.ramCopy}; ` +
-        "codex cannot use it, and the next secure-codex start replaces it with the store's login",
+        "a secure-codex run reports why, and replaces it with the store's login when it is not JSON at all",
       path: inputs.ramCopy,
     });
   }

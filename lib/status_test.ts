@@ -742,10 +742,24 @@ Deno.test("collectStatus warns about a link into another session", async () => {
     const other = join(home.dir, "other-ram");
     Deno.mkdirSync(other, { mode: 0o700 });
     Deno.symlinkSync(join(other, "auth.json"), home.linkPath);
-    // Without a session.lock the directory is not a RAM directory.
+    // Without a session.lock the directory is not a RAM directory, and
+    // nothing is at the link's target.
     const foreign = await collectStatus(home.inputs());
     assert.equal(foreign.link.status, "elsewhere");
     assert.deepEqual(warningsOf(foreign, "link-to-other-session"), []);
+    const [dangling] = warningsOf(foreign, "link-elsewhere");
+    assert.equal(
+      dangling.message,
+      `auth.json links to a path that does not exist: ${other}/auth.json; ` +
+        `secure-codex runs reject this link, so remove it: rm ${home.linkPath}`,
+    );
+    Deno.writeTextFileSync(join(other, "auth.json"), "{}");
+    const present = await collectStatus(home.inputs());
+    assert.match(
+      warningsOf(present, "link-elsewhere")[0].message,
+      /^auth\.json links to a file secure-codex does not manage: /,
+    );
+    Deno.removeSync(join(other, "auth.json"));
 
     Deno.writeTextFileSync(join(other, "session.lock"), "");
     const ended = await collectStatus(home.inputs());
@@ -753,7 +767,7 @@ Deno.test("collectStatus warns about a link into another session", async () => {
     assert.equal(
       endedWarning.message,
       `auth.json links into the RAM directory of an ended session: ${other}; ` +
-        `runs need --ram-dir ${other} to use it again, or remove the link: rm ${home.linkPath}`,
+        "nothing is stored there, and the next secure-codex run replaces the link with its own",
     );
 
     Deno.writeTextFileSync(join(other, "auth.json"), "{}");
@@ -805,7 +819,10 @@ Deno.test("collectStatus warns about an invalid RAM copy", async () => {
     assert.deepEqual(codes(report), ["ram-copy-invalid"]);
     const [warning] = warningsOf(report, "ram-copy-invalid");
     assert.equal(warning.path, home.ramCopy);
-    assert.match(warning.message, /next secure-codex start replaces it/);
+    assert.match(
+      warning.message,
+      /replaces it with the store.s login when it is not JSON/,
+    );
 
     const valid = await collectStatus(
       home.inputs({ state, ramCopyValid: true }),

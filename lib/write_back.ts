@@ -35,6 +35,12 @@ export type WriteBackOutcome =
   | { status: "invalid"; reason: string }
   | { status: "failed"; reason: string };
 
+/**
+ * How long a file that is not a valid auth.json counts as still being
+ * written, while codex runs, before it is reported.
+ */
+export const RECENT_WRITE_MS = 2000;
+
 /** The options of one write-back. */
 export interface WriteBackOptions {
   /** Write an unchanged copy too (used when the store is missing). */
@@ -82,13 +88,26 @@ export async function writeBack(
       worker.snapshot(session.ramDir)
     );
   } catch (error) {
+    // A copy that cannot be read may contain the newest tokens, so it is a
+    // failure, never "invalid": a start replaces an invalid copy.
     if (error instanceof WorkerError) {
-      return { status: "invalid", reason: error.message };
+      return {
+        status: "failed",
+        reason: `cannot read the RAM copy: ${error.message}`,
+      };
     }
     throw error;
   }
   if (!snapshot.present) return { status: "absent" };
-  if (!snapshot.valid) return { status: "invalid", reason: snapshot.reason };
+  if (!snapshot.valid) {
+    // While codex runs, a tool that writes through the link in place may
+    // still be filling the copy; the write-back after codex exits reports it.
+    const modified = info.mtime?.getTime() ?? 0;
+    if (!options.interactive && Date.now() - modified < RECENT_WRITE_MS) {
+      return { status: "deferred" };
+    }
+    return { status: "invalid", reason: snapshot.reason };
+  }
   if (!options.force && snapshot.sha256 === state.plaintextSha256) {
     session.writeState({
       ...state,

@@ -457,6 +457,12 @@ Deno.test("unlock TTL locks next run", async () => {
       /locked the session/,
       "the session unlocked with --ttl 2s was not locked 2 s later",
     );
+    // The session this run unlocked again keeps the TTL, so it locks again.
+    const relocked = JSON.parse(
+      await Deno.readTextFile(join(fixture.ramDir(), "session.json")),
+    );
+    assert.equal(relocked.ttlSeconds, 2);
+    assert.notEqual(relocked.unlockedAt, unlockedAt);
   } finally {
     await fixture.dispose();
   }
@@ -783,13 +789,36 @@ Deno.test("unlock again keeps or replaces the TTL", async () => {
     // The TTL still counts from the first unlock.
     assert.equal(after.unlockedAt, before.unlockedAt);
 
+    // A standing TTL from the environment only ever shortens the session's.
+    const longer = await fixture.run(["--unlock"], {
+      env: { SECURE_CODEX_TTL: "8h" },
+    });
+    assert.equal(longer.code, 0, longer.stderr);
+    assert.equal(
+      JSON.parse(await Deno.readTextFile(statePath)).ttlSeconds,
+      7200,
+    );
+    assert.doesNotMatch(longer.stderr, /replaced/);
+    const shorter = await fixture.run(["--unlock"], {
+      env: { SECURE_CODEX_TTL: "1h" },
+    });
+    assert.equal(shorter.code, 0, shorter.stderr);
+    assert.equal(
+      JSON.parse(await Deno.readTextFile(statePath)).ttlSeconds,
+      3600,
+    );
+    assert.match(
+      shorter.stderr,
+      /^secure-codex: replaced the session's time to live of 2h with 1h$/m,
+    );
+
     const none = await fixture.run(["--unlock", "--ttl", "0"]);
     assert.equal(none.code, 0, none.stderr);
     const cleared = JSON.parse(await Deno.readTextFile(statePath));
     assert.equal(cleared.ttlSeconds, 0);
     assert.match(
       none.stderr,
-      /^secure-codex: replaced the session's time to live of 2h with none$/m,
+      /^secure-codex: replaced the session's time to live of 1h with none$/m,
     );
   } finally {
     await fixture.dispose();

@@ -901,3 +901,36 @@ mv "$dir/.auth-fake" "$target"
     },
   );
 }
+
+Deno.test("first login through a dangling store link", async () => {
+  const fixture = await createFixture();
+  try {
+    // The store lives in another directory, linked before it exists.
+    const vault = join(fixture.dir, "vault");
+    await Deno.mkdir(vault, { mode: 0o700 });
+    const target = join(vault, "auth.json.age");
+    await Deno.symlink(target, fixture.store);
+    const fakeDir = await writeFakeCodex(
+      fixture,
+      `set -eu
+target=$(readlink "$CODEX_HOME/auth.json")
+printf '%s' "$FAKE_NEW_AUTH" > "$(dirname "$target")/.auth-fake"
+mv "$(dirname "$target")/.auth-fake" "$target"
+`,
+    );
+    const refreshToken = `rt-new-${fixture.canary}`;
+    const result = await fixture.run(["--", "login"], {
+      env: fakeCodexEnv(fixture, fakeDir, {
+        FAKE_NEW_AUTH: JSON.stringify(
+          fakeChatGptAuth({ canary: fixture.canary, refreshToken }),
+        ),
+      }),
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(Deno.readLinkSync(fixture.store), target);
+    const stored = await fixture.readStore() as StoredAuth;
+    assert.equal(stored.tokens?.refresh_token, refreshToken);
+  } finally {
+    await fixture.dispose();
+  }
+});
