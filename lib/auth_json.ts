@@ -9,17 +9,18 @@
 /** The login form of an auth.json: an API key or ChatGPT tokens. */
 export type LoginKind = "api-key" | "chatgpt";
 
-/** Reasons for a file that codex cannot parse at all, as opposed to one it parses but lacks a login. */
+/**
+ * Reasons for a file that is not JSON text at all. Any JSON, even an array,
+ * a string or text behind a byte order mark, may contain tokens.
+ */
 const UNPARSEABLE = {
   notUtf8: "not UTF-8 text",
-  bom: "starts with a byte order mark, which codex cannot read",
   notJson: "not JSON",
 } as const;
-const NOT_AN_OBJECT_PREFIX = "JSON is ";
 
 /**
- * Tells whether a reason from {@linkcode checkAuthJson} means codex cannot
- * parse the file at all, so no login, old or new, can be in it.
+ * Tells whether a reason from {@linkcode checkAuthJson} means the file is not
+ * JSON text, so no login, old or new, can be read from it.
  *
  * @example
  * ```ts
@@ -28,8 +29,7 @@ const NOT_AN_OBJECT_PREFIX = "JSON is ";
  * ```
  */
 export function isUnparseable(reason: string): boolean {
-  return (Object.values(UNPARSEABLE) as string[]).includes(reason) ||
-    reason.startsWith(NOT_AN_OBJECT_PREFIX);
+  return (Object.values(UNPARSEABLE) as string[]).includes(reason);
 }
 
 /** The outcome of {@linkcode checkAuthJson}. */
@@ -70,7 +70,10 @@ export function checkAuthJson(bytes: Uint8Array): AuthCheck {
     return { valid: false, reason: UNPARSEABLE.notUtf8 };
   }
   if (text.startsWith("\ufeff")) {
-    return { valid: false, reason: UNPARSEABLE.bom };
+    return {
+      valid: false,
+      reason: "starts with a byte order mark, which codex cannot read",
+    };
   }
   let value: unknown;
   try {
@@ -82,7 +85,7 @@ export function checkAuthJson(bytes: Uint8Array): AuthCheck {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return {
       valid: false,
-      reason: `${NOT_AN_OBJECT_PREFIX}${describe(value)}, expected an object`,
+      reason: `JSON is ${describe(value)}, expected an object`,
     };
   }
   const auth = value as Record<string, unknown>;

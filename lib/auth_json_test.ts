@@ -76,7 +76,7 @@ Deno.test("checkAuthJson rejects a byte order mark", () => {
   });
 });
 
-Deno.test("isUnparseable separates unreadable files from missing logins", () => {
+Deno.test("isUnparseable accepts only non-JSON text", () => {
   const reasonOf = (text: string | Uint8Array) => {
     const bytes = typeof text === "string"
       ? new TextEncoder().encode(text)
@@ -86,19 +86,14 @@ Deno.test("isUnparseable separates unreadable files from missing logins", () => 
     return (check as { reason: string }).reason;
   };
   for (
-    const text of [
-      "garbage",
-      '{"tokens":',
-      "\ufeff{}",
-      "[]",
-      "null",
-      new Uint8Array([0xff, 0xfe]),
-    ]
+    const text of ["garbage", '{"tokens":', new Uint8Array([0xff, 0xfe])]
   ) {
     assert.equal(isUnparseable(reasonOf(text)), true, String(text));
   }
-  // codex parses these, so a login in a form this check does not know may be there.
-  for (const text of ["{}", '{"tokens":5}']) {
+  // JSON of any shape, or behind a byte order mark, may contain tokens.
+  for (
+    const text of ["{}", '{"tokens":5}', "[]", "null", '"rt"', "\ufeff{}"]
+  ) {
     assert.equal(isUnparseable(reasonOf(text)), false, text);
   }
 });

@@ -46,6 +46,7 @@ import {
   type AdoptResult,
   type DecryptResult,
   PlaintextWorker,
+  type SnapshotResult,
   WorkerError,
 } from "./worker.ts";
 import {
@@ -161,8 +162,6 @@ export class Session {
   #worker: PlaintextWorker | null = null;
   #users: Deno.FsFile | null = null;
   #restoreLink = false;
-  /** The recorded TTL of a session this process locked after its TTL, in seconds. */
-  #lockedTtl = 0;
 
   /** Creates the session object; nothing is touched until a method runs. */
   constructor(config: SessionConfig) {
@@ -505,9 +504,7 @@ export class Session {
     }
     // Someone else replaced the store. An unchanged RAM copy is simply stale.
     if (fingerprintOf(ramInfo) !== state.plaintextFingerprint) {
-      const snapshot = await this.withCodexLock(() =>
-        this.worker().snapshot(this.ramDir)
-      );
+      const snapshot = await this.#snapshot();
       if (
         snapshot.present && snapshot.valid &&
         snapshot.sha256 !== state.plaintextSha256
@@ -515,15 +512,51 @@ export class Session {
         reportWriteBack(this, { status: "conflict" });
         return;
       }
+      if (this.#keepUnknownCopy(snapshot)) return;
     }
     await this.#unlock();
   }
 
+  /**
+   * Reads the RAM copy in the worker. A copy it cannot read stops the start
+   * with a message, and nothing replaces it, since it may contain the newest
+   * tokens.
+   */
+  async #snapshot(): Promise<SnapshotResult> {
+    try {
+      return await this.withCodexLock(() =>
+        this.worker().snapshot(this.ramDir)
+      );
+    } catch (error) {
+      if (!(error instanceof WorkerError)) throw error;
+      throw new CliError(
+        `cannot read the RAM copy: ${this.ramCopy}: ${error.message}`,
+        {
+          hints: [
+            "nothing was changed, since it may contain the newest tokens",
+            "make it a readable regular file again, then run secure-codex again",
+          ],
+        },
+      );
+    }
+  }
+
+  /**
+   * Keeps a RAM copy that is JSON but not an auth.json of a known shape, and
+   * reports it. It may contain tokens in a newer form, which the store's older
+   * login must not replace. Returns true when it kept one.
+   */
+  #keepUnknownCopy(snapshot: SnapshotResult): boolean {
+    if (!snapshot.present || snapshot.valid) return false;
+    if (isUnparseable(snapshot.reason)) return false;
+    reportWriteBack(this, { status: "invalid", reason: snapshot.reason });
+    return true;
+  }
+
   /** A RAM copy without a record, left by a killed run: the newer tokens win. */
   async #recover(): Promise<void> {
-    const snapshot = await this.withCodexLock(() =>
-      this.worker().snapshot(this.ramDir)
-    );
+    const snapshot = await this.#snapshot();
+    if (this.#keepUnknownCopy(snapshot)) return;
     const ciphertext = readStore(this.config.store, this.config.uid);
     if (ciphertext === null) {
       if (!snapshot.present || !snapshot.valid) {
@@ -733,7 +766,10 @@ export class Session {
       passphrase: ciphertext !== null &&
         parseStoreHeader(ciphertext)?.passphrase === true,
       unlockedAt: new Date().toISOString(),
-      ttlSeconds: shorterTtl(this.config.ttlSeconds ?? 0, this.#lockedTtl),
+      ttlSeconds: shorterTtl(
+        this.config.ttlSeconds ?? 0,
+        this.#takeLockedTtl(),
+      ),
       lastWriteBackAt: null,
     };
   }
@@ -1006,10 +1042,17 @@ export class Session {
             formatDuration(ttl)
           } ago, the time to live that applies`,
         );
-        // The unlock that may follow in this process keeps the session's TTL,
-        // so a TTL set with --unlock --ttl limits every session after it too.
-        this.#lockedTtl = state?.ttlSeconds ?? 0;
         this.#removeFiles();
+        // The next unlock, by this process or another, keeps the session's
+        // TTL, so a TTL set with --unlock --ttl limits every session after it.
+        const recordedTtl = state?.ttlSeconds ?? 0;
+        if (recordedTtl > 0) {
+          Deno.writeTextFileSync(
+            join(this.ramDir, LOCKED_TTL_FILE),
+            `${recordedTtl}\n`,
+            { mode: 0o600 },
+          );
+        }
         return true;
       } finally {
         users.close();
@@ -1109,6 +1152,25 @@ export class Session {
   }
 
   /**
+   * Returns the TTL of the session that the last TTL lock ended and removes
+   * its record; 0 when there is none. A cleanup removes it too, so an explicit lock
+   * ends the TTL with the session.
+   */
+  #takeLockedTtl(): number {
+    const path = join(this.ramDir, LOCKED_TTL_FILE);
+    let text: string;
+    try {
+      text = new TextDecoder().decode(Deno.readFileSync(path));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return 0;
+      throw error;
+    }
+    Deno.removeSync(path);
+    const seconds = Number.parseInt(text, 10);
+    return Number.isSafeInteger(seconds) && seconds > 0 ? seconds : 0;
+  }
+
+  /**
    * Removes a link into the RAM directory of an ended session, as switching
    * between `--ram-dir` and the default leaves one: nothing is stored behind
    * it. Returns false, removing nothing, for any other link or while that
@@ -1169,8 +1231,27 @@ export class Session {
    */
   async #saveBeforeRemoval(force: boolean): Promise<void> {
     let problem: string;
+    let fix = [
+      `fix the problem above and run ${
+        this.command("--cleanup")
+      } again, so the tokens are saved first`,
+    ];
     if (this.readState() === null) {
+      const snapshot = await this.#snapshot();
+      // Not even JSON, so removing it loses no login.
+      if (!snapshot.present) return;
+      if (!snapshot.valid && isUnparseable(snapshot.reason)) return;
       problem = `cannot tell whether the RAM copy is saved: ${this.ramCopy}`;
+      fix = snapshot.valid
+        ? [
+          `the session state is missing, and a start records it again: ${
+            this.command("-- login status")
+          }`,
+          `then run the cleanup again: ${this.command("--cleanup")}`,
+        ]
+        : [
+          `it is not an auth.json this program knows (${snapshot.reason}), so it cannot be saved; check what it contains`,
+        ];
     } else {
       let outcome: WriteBackOutcome;
       try {
@@ -1197,9 +1278,7 @@ export class Session {
     if (!force) {
       throw new CliError(problem, {
         hints: [
-          `fix the problem above and run ${
-            this.command("--cleanup")
-          } again, so the tokens are saved first`,
+          ...fix,
           `or run ${
             this.command("--cleanup --force")
           } to remove the RAM copy without saving it`,
@@ -1226,6 +1305,9 @@ export class Session {
     else notice(`nothing to clean up: no RAM copy in ${this.ramDir}`);
   }
 }
+
+/** Written by a TTL lock in the RAM directory: the TTL the next unlock keeps. */
+const LOCKED_TTL_FILE = "locked-ttl";
 
 const KEPT_FILES = new Set(["session.lock", "users.lock", VERIFIED_MARKER]);
 

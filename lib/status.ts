@@ -33,6 +33,7 @@ import { lstatOrNull, RAMFS_MAGIC, TMPFS_MAGIC } from "./ram_dir.ts";
 import type { Session, SessionState } from "./session.ts";
 import { MAX_KEY_FILE_BYTES, parseStoreHeader } from "./store.ts";
 import { fingerprintOf } from "./fingerprint.ts";
+import { WorkerError } from "./worker.ts";
 
 /** The kind of entry at `<codex home>/auth.json`. `ok` and `dangling` are links to the RAM copy. */
 export type LinkStatus =
@@ -57,6 +58,7 @@ export type StatusWarningCode =
   | "ram-dir-not-in-ram"
   | "link-missing"
   | "ram-copy-invalid"
+  | "ram-copy-unreadable"
   | "link-to-other-session"
   | "link-elsewhere"
   | "mcp-credentials-plaintext"
@@ -95,6 +97,8 @@ export interface StatusInputs {
   login: LoginSummary | null;
   /** Whether the RAM copy is a valid auth.json; absent when it was not checked. */
   ramCopyValid?: boolean;
+  /** The worker's error message when it could not read the RAM copy. */
+  ramCopyError?: string;
   /** This command's own time to live in seconds; 0 or absent for none. */
   runTtlSeconds?: number;
   /**
@@ -538,17 +542,31 @@ function collectWarnings(
   // Every run rejects such a directory before it writes a RAM copy, so a
   // copy there was written before the directory's filesystem changed, for
   // example by an unmount that uncovered a disk directory.
+  // Runs reject such a directory, so neither --cleanup nor --unlock works on
+  // it: the fixes are plain file commands.
   if (report.ramDir.filesystem === "other" && report.state === "unlocked") {
     warnings.push({
       code: "ram-dir-not-in-ram",
       message:
         `the RAM copy is on a filesystem other than tmpfs or ramfs: ${inputs.ramCopy}; ` +
-        `its tokens may be on disk, so treat them as exposed: run ${
-          command("--cleanup")
-        }, then ${command("-- logout")} and ${
-          command("-- login")
-        } with a RAM directory on tmpfs`,
+        `its tokens may be on disk, so delete it securely (shred -u ${
+          shellQuote(inputs.ramCopy)
+        }) and log in again with a RAM directory on tmpfs`,
       path: inputs.ramCopy,
+    });
+  } else if (
+    report.ramDir.filesystem === "other" && report.link.status === "dangling"
+  ) {
+    // An unmounted tmpfs leaves its mount point, a disk directory.
+    warnings.push({
+      code: "ram-dir-not-in-ram",
+      message:
+        `the RAM directory is not on tmpfs or ramfs: ${inputs.ramDir}; ` +
+        "auth.json links into it, so a plain codex login would write tokens to disk there: " +
+        `mount a tmpfs on it again, or remove the link: rm ${
+          shellQuote(inputs.linkPath)
+        }`,
+      path: inputs.ramDir,
     });
   }
 
@@ -632,6 +650,16 @@ function collectWarnings(
 
   const ramCopyInvalid = report.state === "unlocked" &&
     inputs.ramCopyValid === false;
+  if (inputs.ramCopyError !== undefined) {
+    warnings.push({
+      code: "ram-copy-unreadable",
+      message:
+        `cannot read the RAM copy: ${inputs.ramCopy}: ${inputs.ramCopyError}; ` +
+        "runs stop on it too and change nothing, so make it a readable regular file again",
+      path: inputs.ramCopy,
+    });
+  }
+
   if (ramCopyInvalid) {
     warnings.push({
       code: "ram-copy-invalid",
@@ -863,10 +891,16 @@ export async function collectSessionStatus(
   }
   let login: LoginSummary | null = null;
   let ramCopyValid: boolean | undefined;
+  let ramCopyError: string | undefined;
   if (lstatOrNull(session.ramCopy)?.isFile) {
-    login = await session.worker().summary(session.ramDir);
-    // The worker summarizes only a valid auth.json.
-    ramCopyValid = login !== null;
+    try {
+      login = await session.worker().summary(session.ramDir);
+      // The worker summarizes only a valid auth.json.
+      ramCopyValid = login !== null;
+    } catch (error) {
+      if (!(error instanceof WorkerError)) throw error;
+      ramCopyError = error.message;
+    }
   }
   return await collectStatus({
     codexHome: session.config.codexHome,
@@ -882,6 +916,7 @@ export async function collectSessionStatus(
     state,
     login,
     ramCopyValid,
+    ramCopyError,
     command: (action, ramDir) =>
       session.command(action, session.config.store, ramDir),
     runTtlSeconds: session.config.ttlSeconds ?? 0,

@@ -718,6 +718,23 @@ Deno.test("collectStatus warns about a RAM copy on disk", async () => {
     const locked = await collectStatus(home.inputs());
     assert.deepEqual(warningsOf(locked, "ram-dir-not-in-ram"), []);
 
+    // A link into the directory, as an unmounted tmpfs leaves one.
+    Deno.symlinkSync(home.ramCopy, home.linkPath);
+    const dangling = warningsOf(
+      await collectStatus(home.inputs()),
+      "ram-dir-not-in-ram",
+    );
+    if (filesystemKind(home.ramDir) === "other") {
+      assert.equal(dangling.length, 1);
+      assert.match(
+        dangling[0].message,
+        /^the RAM directory is not on tmpfs or ramfs: .*remove the link: rm /,
+      );
+    } else {
+      assert.deepEqual(dangling, []);
+    }
+    Deno.removeSync(home.linkPath);
+
     Deno.writeTextFileSync(home.ramCopy, '{"OPENAI_API_KEY":"sk-ram"}', {
       mode: 0o600,
     });
@@ -732,7 +749,7 @@ Deno.test("collectStatus warns about a RAM copy on disk", async () => {
     assert.equal(warnings[0].path, home.ramCopy);
     assert.match(
       warnings[0].message,
-      /^the RAM copy is on a filesystem other than tmpfs or ramfs: .*secure-codex --cleanup/,
+      /^the RAM copy is on a filesystem other than tmpfs or ramfs: .*shred -u /,
     );
   });
 });
@@ -784,6 +801,21 @@ Deno.test("collectStatus warns about a link into another session", async () => {
       `auth.json links into the RAM directory of another session: ${other}; ` +
         `this report describes ${home.ramDir}, so run secure-codex --real-codex-home ${home.home} --ram-dir ${other} --status ` +
         `to see that session, or secure-codex --real-codex-home ${home.home} --ram-dir ${other} --cleanup to save and end it`,
+    );
+  });
+});
+
+Deno.test("collectStatus warns about an unreadable RAM copy", async () => {
+  await withHome(async (home) => {
+    unlock(home);
+    const report = await collectStatus(
+      home.inputs({ ramCopyError: "Permission denied (os error 13)" }),
+    );
+    const [warning] = warningsOf(report, "ram-copy-unreadable");
+    assert.equal(warning.path, home.ramCopy);
+    assert.match(
+      warning.message,
+      /^cannot read the RAM copy: .*: Permission denied \(os error 13\); runs stop on it too/,
     );
   });
 });

@@ -518,6 +518,49 @@ Deno.test("watch locks expired session", async () => {
   }
 });
 
+Deno.test("TTL outlives a lock by the watch", async () => {
+  const fixture = await createFixture();
+  let watch: Background | null = null;
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const unlock = await fixture.run(["--unlock", "--ttl", "2s"]);
+    assert.equal(unlock.code, 0, unlock.stderr);
+    const statePath = join(fixture.ramDir(), "session.json");
+    const unlockedAt = JSON.parse(await Deno.readTextFile(statePath))
+      .unlockedAt as string;
+
+    // The watch has no TTL of its own: the session's recorded one applies.
+    watch = startBackground(fixture, ["--watch"]);
+    await watch.waitForLine("watch default: watching");
+    await waitFor(
+      () => ramCopies(fixture).length === 0 || watch!.exited(),
+      "the watch to lock the session",
+      {
+        timeoutMs: Math.max(0, Date.parse(unlockedAt) + 2000 - Date.now()) +
+          4000,
+      },
+    );
+    await watch.waitForLine("locked after its time to live");
+    const stopped = await watch.stop("SIGTERM");
+    assert.equal(stopped.code, 0, watch.stderr());
+
+    // A run without a TTL unlocks again, and the new session keeps the 2 s.
+    const run = await fixture.run(["--", "login", "status"]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(JSON.parse(await Deno.readTextFile(statePath)).ttlSeconds, 2);
+
+    // An explicit lock ends the TTL with the session.
+    const lock = await fixture.run(["--lock"]);
+    assert.equal(lock.code, 0, lock.stderr);
+    const after = await fixture.run(["--", "login", "status"]);
+    assert.equal(after.code, 0, after.stderr);
+    assert.equal(JSON.parse(await Deno.readTextFile(statePath)).ttlSeconds, 0);
+  } finally {
+    await watch?.dispose();
+    await fixture.dispose();
+  }
+});
+
 Deno.test("watch survives RAM directory removal", async () => {
   const fixture = await createFixture();
   const mock = startTokenMock({ canary: fixture.canary, first: "rt-1" });
