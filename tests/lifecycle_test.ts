@@ -855,6 +855,22 @@ Deno.test("rekey: identities cannot decrypt", async () => {
 // start and save the new login when the user finishes, seconds later. A fake
 // codex plays that order: delete, wait, then save like codex, through the
 // link if there is one, else as a plain file in the codex home.
+/**
+ * Runs `-- login` with a fake codex that saves the login in FAKE_NEW_AUTH.
+ * Returns the run and that login's refresh token.
+ */
+async function runFakeLogin(fixture: Fixture, fakeDir: string) {
+  const refreshToken = `rt-new-${fixture.canary}`;
+  const result = await fixture.run(["--", "login"], {
+    env: fakeCodexEnv(fixture, fakeDir, {
+      FAKE_NEW_AUTH: JSON.stringify(
+        fakeChatGptAuth({ canary: fixture.canary, refreshToken }),
+      ),
+    }),
+  });
+  return { result, refreshToken };
+}
+
 for (const hasStore of [false, true]) {
   Deno.test(
     `login that deletes the link${hasStore ? ", store exists" : ""}`,
@@ -881,14 +897,7 @@ printf '%s' "$FAKE_NEW_AUTH" > "$dir/.auth-fake"
 mv "$dir/.auth-fake" "$target"
 `,
         );
-        const refreshToken = `rt-new-${fixture.canary}`;
-        const result = await fixture.run(["--", "login"], {
-          env: fakeCodexEnv(fixture, fakeDir, {
-            FAKE_NEW_AUTH: JSON.stringify(
-              fakeChatGptAuth({ canary: fixture.canary, refreshToken }),
-            ),
-          }),
-        });
+        const { result, refreshToken } = await runFakeLogin(fixture, fakeDir);
         assert.equal(result.code, 0, result.stderr);
         // The link was back before the save, so nothing was adopted from disk.
         assert.doesNotMatch(result.stderr, /written to disk/);
@@ -918,14 +927,7 @@ printf '%s' "$FAKE_NEW_AUTH" > "$(dirname "$target")/.auth-fake"
 mv "$(dirname "$target")/.auth-fake" "$target"
 `,
     );
-    const refreshToken = `rt-new-${fixture.canary}`;
-    const result = await fixture.run(["--", "login"], {
-      env: fakeCodexEnv(fixture, fakeDir, {
-        FAKE_NEW_AUTH: JSON.stringify(
-          fakeChatGptAuth({ canary: fixture.canary, refreshToken }),
-        ),
-      }),
-    });
+    const { result, refreshToken } = await runFakeLogin(fixture, fakeDir);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(Deno.readLinkSync(fixture.store), target);
     const stored = await fixture.readStore() as StoredAuth;
