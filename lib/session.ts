@@ -577,6 +577,20 @@ export class Session {
       !isOlder(snapshot.lastRefresh, decrypted.lastRefresh);
     if (!ramIsUsable) {
       await this.#install(ciphertext, decrypted);
+      // Without a session state nothing tells a stale copy from another
+      // login, so the replacement is reported.
+      if (snapshot.present) {
+        warn(
+          `replaced the RAM copy, which had no session state, with the store's login: ${this.ramCopy}`,
+          [
+            snapshot.valid
+              ? `its tokens were older than the store's (last_refresh ${
+                snapshot.lastRefresh ?? "missing"
+              }, the store's ${decrypted.lastRefresh ?? "missing"})`
+              : `it was not JSON (${snapshot.reason})`,
+          ],
+        );
+      }
       return;
     }
     this.writeState(
@@ -588,7 +602,12 @@ export class Session {
       ),
     );
     if (snapshot.sha256 !== decrypted.sha256) {
-      notice(`recovered a RAM copy left by an earlier run: ${this.ramCopy}`);
+      warn(
+        `recovered a RAM copy left by an earlier run: ${this.ramCopy}`,
+        [
+          "it had no session state and newer tokens than the store, so they replace the store's login",
+        ],
+      );
     }
     reportWriteBack(
       this,

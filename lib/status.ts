@@ -34,6 +34,7 @@ import type { Session, SessionState } from "./session.ts";
 import { MAX_KEY_FILE_BYTES, parseStoreHeader } from "./store.ts";
 import { fingerprintOf } from "./fingerprint.ts";
 import { WorkerError } from "./worker.ts";
+import { isOlder } from "./auth_json.ts";
 
 /** The kind of entry at `<codex home>/auth.json`. `ok` and `dangling` are links to the RAM copy. */
 export type LinkStatus =
@@ -59,6 +60,9 @@ export type StatusWarningCode =
   | "link-missing"
   | "ram-copy-invalid"
   | "ram-copy-unreadable"
+  | "ram-copy-not-a-file"
+  | "ram-copy-older"
+  | "session-state-missing"
   | "link-to-other-session"
   | "link-elsewhere"
   | "mcp-credentials-plaintext"
@@ -233,7 +237,14 @@ export async function collectStatus(
     login: inputs.login,
     warnings: [],
   };
-  report.warnings = collectWarnings(inputs, report);
+  // A dangling link into a directory on disk (an unmounted tmpfs leaves its
+  // mount point) lets a plain codex login write tokens there.
+  const linkTargetDirKind = report.link.status === "elsewhere"
+    ? await filesystemOf(
+      dirname(resolve(dirname(inputs.linkPath), report.link.target ?? "")),
+    )
+    : null;
+  report.warnings = collectWarnings(inputs, report, linkTargetDirKind);
   return report;
 }
 
@@ -440,6 +451,7 @@ function sessionStatus(
 function collectWarnings(
   inputs: StatusInputs,
   report: StatusReport,
+  linkTargetDirKind: FilesystemKind | null,
 ): StatusWarning[] {
   const warnings: StatusWarning[] = [];
   const home = inputs.codexHome;
@@ -563,7 +575,9 @@ function collectWarnings(
       message:
         `the RAM directory is not on tmpfs or ramfs: ${inputs.ramDir}; ` +
         "auth.json links into it, so a plain codex login would write tokens to disk there: " +
-        `mount a tmpfs on it again, or remove the link: rm ${
+        `mount a tmpfs on it again (as root: mount -t tmpfs -o mode=0700,uid=${
+          Deno.uid() ?? 0
+        } tmpfs ${shellQuote(inputs.ramDir)}), or remove the link: rm ${
           shellQuote(inputs.linkPath)
         }`,
       path: inputs.ramDir,
@@ -578,9 +592,16 @@ function collectWarnings(
     : linkedRamDir(inputs.linkPath, elsewhere);
   if (elsewhere !== null && otherRamDir === null) {
     const target = resolve(dirname(inputs.linkPath), elsewhere.target);
+    const missing = lstatOrNull(target) === null;
     warnings.push({
       code: "link-elsewhere",
-      message: lstatOrNull(target) === null
+      message: missing && linkTargetDirKind === "other"
+        ? `auth.json links into a directory on disk: ${
+          dirname(target)
+        }; a plain codex login would write tokens there, so remove the link: rm ${
+          shellQuote(inputs.linkPath)
+        }`
+        : missing
         ? `auth.json links to a path that does not exist: ${elsewhere.target}; ` +
           `secure-codex runs reject this link, so remove it: rm ${
             shellQuote(inputs.linkPath)
@@ -648,6 +669,38 @@ function collectWarnings(
     });
   }
 
+  const ramCopyInfo = lstatOrNull(inputs.ramCopy);
+  if (ramCopyInfo !== null && !ramCopyInfo.isFile) {
+    warnings.push({
+      code: "ram-copy-not-a-file",
+      message: `the RAM copy is not a regular file: ${inputs.ramCopy}; ` +
+        "runs stop on it and change nothing, so move it away",
+      path: inputs.ramCopy,
+    });
+  }
+  if (ramCopyInfo?.isFile && inputs.state === null) {
+    warnings.push({
+      code: "session-state-missing",
+      message: `the RAM copy has no session state: ${inputs.ramCopy}; ` +
+        "the next secure-codex start compares it with the store, keeps the newer tokens and records the state, " +
+        `and ${command("--cleanup")} works after that`,
+      path: inputs.ramCopy,
+    });
+  }
+  const ramCopyOlder = inputs.login !== null && inputs.state !== null &&
+    isOlder(inputs.login.lastRefresh, inputs.state.lastRefresh);
+  if (ramCopyOlder) {
+    warnings.push({
+      code: "ram-copy-older",
+      message:
+        `the RAM copy holds older tokens than the store: ${inputs.ramCopy}; ` +
+        `it cannot be saved, so to use the store's login run ${
+          command("--cleanup --force")
+        }`,
+      path: inputs.ramCopy,
+    });
+  }
+
   const ramCopyInvalid = report.state === "unlocked" &&
     inputs.ramCopyValid === false;
   if (inputs.ramCopyError !== undefined) {
@@ -669,7 +722,9 @@ function collectWarnings(
     });
   }
 
-  if (report.session.unsavedChanges === true && !ramCopyInvalid) {
+  if (
+    report.session.unsavedChanges === true && !ramCopyInvalid && !ramCopyOlder
+  ) {
     warnings.push({
       code: "unsaved-changes",
       message:

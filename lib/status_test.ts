@@ -765,10 +765,14 @@ Deno.test("collectStatus warns about a link into another session", async () => {
     assert.equal(foreign.link.status, "elsewhere");
     assert.deepEqual(warningsOf(foreign, "link-to-other-session"), []);
     const [dangling] = warningsOf(foreign, "link-elsewhere");
+    // A directory on disk there would take a plain codex login's tokens.
     assert.equal(
       dangling.message,
-      `auth.json links to a path that does not exist: ${other}/auth.json; ` +
-        `secure-codex runs reject this link, so remove it: rm ${home.linkPath}`,
+      filesystemKind(other) === "other"
+        ? `auth.json links into a directory on disk: ${other}; ` +
+          `a plain codex login would write tokens there, so remove the link: rm ${home.linkPath}`
+        : `auth.json links to a path that does not exist: ${other}/auth.json; ` +
+          `secure-codex runs reject this link, so remove it: rm ${home.linkPath}`,
     );
     Deno.writeTextFileSync(join(other, "auth.json"), "{}");
     const present = await collectStatus(home.inputs());
@@ -817,6 +821,50 @@ Deno.test("collectStatus warns about an unreadable RAM copy", async () => {
       warning.message,
       /^cannot read the RAM copy: .*: Permission denied \(os error 13\); runs stop on it too/,
     );
+  });
+});
+
+Deno.test("collectStatus warns about a RAM copy without state", async () => {
+  await withHome(async (home) => {
+    unlock(home);
+    const report = await collectStatus(home.inputs({ state: null }));
+    const [warning] = warningsOf(report, "session-state-missing");
+    assert.equal(warning.path, home.ramCopy);
+    assert.match(warning.message, /keeps the newer tokens/);
+  });
+});
+
+Deno.test("collectStatus warns about an older RAM copy", async () => {
+  await withHome(async (home) => {
+    unlock(home);
+    const state = sessionState(home, {
+      plaintextFingerprint: "changed since the last save",
+      lastRefresh: "2026-03-01T11:00:00Z",
+    });
+    const older = await collectStatus(home.inputs({
+      state,
+      login: { ...LOGIN, lastRefresh: "2026-03-01T10:00:00Z" },
+    }));
+    // --cleanup cannot save such a copy, so unsaved-changes would mislead.
+    assert.deepEqual(codes(older), ["ram-copy-older"]);
+    assert.match(
+      warningsOf(older, "ram-copy-older")[0].message,
+      /--cleanup --force/,
+    );
+    const newer = await collectStatus(home.inputs({
+      state,
+      login: { ...LOGIN, lastRefresh: "2026-03-01T12:00:00Z" },
+    }));
+    assert.deepEqual(codes(newer), ["unsaved-changes"]);
+  });
+});
+
+Deno.test("collectStatus warns about a RAM copy that is no file", async () => {
+  await withHome(async (home) => {
+    Deno.mkdirSync(home.ramDir, { mode: 0o700 });
+    Deno.mkdirSync(home.ramCopy);
+    const report = await collectStatus(home.inputs());
+    assert.equal(warningsOf(report, "ram-copy-not-a-file").length, 1);
   });
 });
 
