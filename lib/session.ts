@@ -577,8 +577,8 @@ export class Session {
       !isOlder(snapshot.lastRefresh, decrypted.lastRefresh);
     if (!ramIsUsable) {
       await this.#install(ciphertext, decrypted);
-      // Without a session state nothing tells a stale copy from another
-      // login, so the replacement is reported.
+      // Without a session state a stale copy and another login look the
+      // same, so the replacement is reported.
       if (snapshot.present) {
         warn(
           `replaced the RAM copy, which had no session state, with the store's login: ${this.ramCopy}`,
