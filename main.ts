@@ -60,11 +60,7 @@ function canonicalCodexHome(
   create: boolean,
   source: CodexHomeSource,
 ): string {
-  const from = source === "default"
-    ? ""
-    : source === "config file"
-    ? " (from codexHome in the config file)"
-    : ` (from ${source})`;
+  const from = source === "default" ? "" : ` (from ${source})`;
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(path);

@@ -50,8 +50,8 @@ export function inspectLink(linkPath: string, target: string): LinkState {
 /**
  * Names the RAM directory of another secure-codex session when the link
  * points at that session's RAM copy: a target named `auth.json` whose
- * directory contains a `session.lock`, as every RAM directory does from
- * its first unlock until it is removed. Any other target gives null. A session
+ * directory contains a `session.lock`, as every RAM directory does from its
+ * first unlock until it is removed. Any other target gives null. A session
  * unlocked with `--ram-dir` leaves such a link for runs without it.
  *
  * @example
@@ -117,27 +117,29 @@ export function checkLink(
   command?: (action: string, ramDir?: string) => string,
 ): LinkState {
   const state = inspectLink(linkPath, target);
-  const importCommand = command?.(
-    lstatOrNull(store) !== null ? "--import --force" : "--import",
-  );
   switch (state.kind) {
     case "missing":
     case "ours":
       return state;
-    case "file":
+    case "file": {
+      const storeExists = lstatOrNull(store) !== null;
+      const importCommand = command?.(
+        storeExists ? "--import --force" : "--import",
+      );
       throw new CliError(`plaintext auth.json found on disk: ${linkPath}`, {
         hints: [
           "secure-codex replaces it with a link into RAM only when the path is free, and never overwrites it",
           `if ${store} already holds this login: move ${linkPath} away, then securely delete it`,
           importCommand !== undefined
-            ? lstatOrNull(store) !== null
+            ? storeExists
               ? `to replace ${store} with it and link it: ${importCommand}`
               : `to encrypt it into the store and link it: ${importCommand}`
-            : lstatOrNull(store) !== null
+            : storeExists
             ? `to encrypt it into the store and link it: run secure-codex --import --force with this command's secure-codex options and no codex arguments (--force replaces ${store})`
             : "to encrypt it into the store and link it: run secure-codex --import with this command's secure-codex options and no codex arguments",
         ],
       });
+    }
     case "elsewhere": {
       const endedRamDir = endedSessionRamDir(linkPath, state);
       if (endedRamDir !== null) {
@@ -205,8 +207,16 @@ export function checkLink(
   }
 }
 
-/** Tells whether a link's target exists; one this user cannot stat counts as existing. */
-function targetExists(linkPath: string, target: string): boolean {
+/**
+ * Tells whether a link's target, as stored in the link, exists. A target
+ * this user cannot stat counts as existing.
+ *
+ * @example
+ * ```ts
+ * console.log(targetExists("/home/me/.codex/auth.json", "../elsewhere.json"));
+ * ```
+ */
+export function targetExists(linkPath: string, target: string): boolean {
   try {
     return lstatOrNull(resolve(dirname(linkPath), target)) !== null;
   } catch {

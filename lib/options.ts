@@ -24,7 +24,7 @@ export type CodexHomeSource =
   | "--real-codex-home"
   | "SECURE_CODEX_REAL_CODEX_HOME"
   | "CODEX_HOME"
-  | "config file"
+  | "codexHome in the config file"
   | "default";
 
 /** Everything the program needs to know from argv, the environment and the config file. */
@@ -486,7 +486,7 @@ export function resolveOptions(
     codexHomeSource = "CODEX_HOME";
   } else if (profileSettings.codexHome !== undefined) {
     codexHome = profileSettings.codexHome;
-    codexHomeSource = "config file";
+    codexHomeSource = "codexHome in the config file";
   } else if (profile !== "default") {
     if (!home) {
       throw usageError(
@@ -762,6 +762,23 @@ export function parseDuration(text: string): number | null {
   );
   const total = days * 86400 + hours * 3600 + minutes * 60 + seconds;
   return Number.isSafeInteger(total) ? total : null;
+}
+
+/**
+ * Returns the shorter of two TTLs in seconds. A TTL that is not a positive
+ * finite number means none, so the other applies; 0 when neither is set.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.equal(shorterTtl(3600, 0), 3600);
+ * assert.equal(shorterTtl(3600, 600), 600);
+ * assert.equal(shorterTtl(0, -5), 0);
+ * ```
+ */
+export function shorterTtl(a: number, b: number): number {
+  const set = [a, b].filter((ttl) => Number.isFinite(ttl) && ttl > 0);
+  return set.length > 0 ? Math.min(...set) : 0;
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { CliError } from "./output.ts";
-import { parseBoolean, parseOptions } from "./options.ts";
+import { parseBoolean, parseOptions, shorterTtl } from "./options.ts";
 
 const HOME = { HOME: "/home/me" };
 
@@ -270,5 +270,21 @@ Deno.test("parseOptions passes codex options and far words through", () => {
   ) {
     const options = parseOptions(argv, HOME);
     assert.equal(options.mode, "run", argv.join(" "));
+  }
+});
+
+Deno.test("shorterTtl treats non-positive values as none", () => {
+  const cases: [number, number, number][] = [
+    [3600, 600, 600],
+    [600, 3600, 600],
+    [3600, 0, 3600],
+    [0, 3600, 3600],
+    [0, 0, 0],
+    [0, -5, 0],
+    [5, Number.NaN, 5],
+    [Number.POSITIVE_INFINITY, 5, 5],
+  ];
+  for (const [a, b, expected] of cases) {
+    assert.equal(shorterTtl(a, b), expected, `shorterTtl(${a}, ${b})`);
   }
 });

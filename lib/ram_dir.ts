@@ -11,7 +11,7 @@
  * @module
  */
 
-import { dirname, join, resolve } from "./path.ts";
+import { dirname, isAbsolute, join, resolve } from "./path.ts";
 import { CliError, shellQuote } from "./output.ts";
 
 /** `f_type` of tmpfs in statfs(2). */
@@ -116,7 +116,7 @@ export function chooseRamDir(
   }
   if (settings.xdgRuntimeDir) {
     // The XDG Base Directory specification makes a relative path invalid.
-    if (!settings.xdgRuntimeDir.startsWith("/")) {
+    if (!isAbsolute(settings.xdgRuntimeDir)) {
       throw new CliError(
         `XDG_RUNTIME_DIR is not an absolute path: ${settings.xdgRuntimeDir}`,
         {

@@ -15,7 +15,7 @@
  */
 
 import { basename, dirname, join } from "./path.ts";
-import { formatDuration } from "./options.ts";
+import { formatDuration, shorterTtl } from "./options.ts";
 import { isOlder, isUnparseable } from "./auth_json.ts";
 import {
   checkLink,
@@ -965,9 +965,8 @@ export class Session {
    * RAM and never into the codex home on disk. Returns true when it did.
    */
   relinkIfRemoved(): boolean {
-    if (inspectLink(this.linkPath, this.ramCopy).kind !== "missing") {
-      return false;
-    }
+    // One lstat, since this runs at the end of every codex start.
+    if (lstatOrNull(this.linkPath) !== null) return false;
     ensureLink(this.linkPath, this.ramCopy, this.config.store);
     warn(`codex removed auth.json during this run: ${this.linkPath}`, [
       "the store still has the login, and auth.json links into RAM again, so a plain codex login cannot write tokens to disk",
@@ -1021,16 +1020,11 @@ export class Session {
     ttlSeconds: number,
     options: { interactive: boolean; now?: Date },
   ): Promise<boolean> {
-    // The shorter of this run's TTL and the one recorded at unlock applies.
-    const effectiveTtl = (state: SessionState) =>
-      Math.min(
-        ...[ttlSeconds, state.ttlSeconds ?? 0].filter((ttl) => ttl > 0),
-        Infinity,
-      );
     let ttl = Infinity;
     const expired = (state: SessionState | null) => {
       if (state === null) return false;
-      ttl = effectiveTtl(state);
+      // The shorter of this run's TTL and the one recorded at unlock applies.
+      ttl = shorterTtl(ttlSeconds, state.ttlSeconds ?? 0) || Infinity;
       return (options.now ?? new Date()).getTime() -
           Date.parse(state.unlockedAt) >= ttl * 1000;
     };
@@ -1172,8 +1166,8 @@ export class Session {
 
   /**
    * Returns the TTL of the session that the last TTL lock ended and removes
-   * its record; 0 when there is none. A cleanup removes it too, so an explicit lock
-   * ends the TTL with the session.
+   * its record; 0 when there is none. A cleanup removes the record too, so an
+   * explicit lock ends the TTL with the session.
    */
   #takeLockedTtl(): number {
     const path = join(this.ramDir, LOCKED_TTL_FILE);
@@ -1257,8 +1251,8 @@ export class Session {
     ];
     if (this.readState() === null) {
       const snapshot = await this.#snapshot();
-      // Not even JSON, so removing it loses no login.
       if (!snapshot.present) return;
+      // Not even JSON, so removing it loses no login.
       if (!snapshot.valid && isUnparseable(snapshot.reason)) return;
       problem = `cannot tell whether the RAM copy is saved: ${this.ramCopy}`;
       fix = snapshot.valid
@@ -1358,13 +1352,6 @@ function isSameFile(a: string, b: string): boolean {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
   }
-}
-
-/** Returns the shorter of two TTLs in seconds, where 0 means none. */
-function shorterTtl(a: number, b: number): number {
-  if (a <= 0) return b;
-  if (b <= 0) return a;
-  return Math.min(a, b);
 }
 
 /** Tells whether a path exists, without following a symlink there. */

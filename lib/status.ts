@@ -27,6 +27,7 @@ import {
   inspectLink,
   linkedRamDir,
   type LinkState,
+  targetExists,
 } from "./link.ts";
 import type { LoginSummary } from "./login_summary.ts";
 import { lstatOrNull, RAMFS_MAGIC, TMPFS_MAGIC } from "./ram_dir.ts";
@@ -35,6 +36,7 @@ import { MAX_KEY_FILE_BYTES, parseStoreHeader } from "./store.ts";
 import { fingerprintOf } from "./fingerprint.ts";
 import { WorkerError } from "./worker.ts";
 import { isOlder } from "./auth_json.ts";
+import { shorterTtl } from "./options.ts";
 
 /** The kind of entry at `<codex home>/auth.json`. `ok` and `dangling` are links to the RAM copy. */
 export type LinkStatus =
@@ -244,7 +246,10 @@ export async function collectStatus(
       dirname(resolve(dirname(inputs.linkPath), report.link.target ?? "")),
     )
     : null;
-  report.warnings = collectWarnings(inputs, report, linkTargetDirKind);
+  report.warnings = collectWarnings(inputs, report, {
+    ramCopyInfo,
+    linkTargetDirKind,
+  });
   return report;
 }
 
@@ -420,14 +425,8 @@ function sessionStatus(
     ? state.unlockedAt
     : null;
   const unlockedMs = unlockedAt === null ? NaN : Date.parse(unlockedAt);
-  // A TTL that is not a positive number counts as none, as it does for
-  // locking, and the shorter of the two applies, as in Session.lockIfExpired.
-  const recorded = typeof state.ttlSeconds === "number" &&
-      Number.isFinite(state.ttlSeconds) && state.ttlSeconds > 0
-    ? state.ttlSeconds
-    : 0;
-  const positive = [recorded, runTtlSeconds].filter((ttl) => ttl > 0);
-  const ttlSeconds = positive.length > 0 ? Math.min(...positive) : 0;
+  // The shorter of the two applies, as it does for locking.
+  const ttlSeconds = shorterTtl(state.ttlSeconds ?? 0, runTtlSeconds);
   // NaN when the TTL is 0, unlockedAt is invalid or the sum is out of range.
   const locksMs = ttlSeconds > 0
     ? new Date(unlockedMs + ttlSeconds * 1000).getTime()
@@ -451,8 +450,14 @@ function sessionStatus(
 function collectWarnings(
   inputs: StatusInputs,
   report: StatusReport,
-  linkTargetDirKind: FilesystemKind | null,
+  found: {
+    /** The lstat of the RAM copy, or null when it is missing. */
+    ramCopyInfo: Deno.FileInfo | null;
+    /** The filesystem of the directory a foreign link points into. */
+    linkTargetDirKind: FilesystemKind | null;
+  },
 ): StatusWarning[] {
+  const { ramCopyInfo, linkTargetDirKind } = found;
   const warnings: StatusWarning[] = [];
   const home = inputs.codexHome;
   const command = inputs.command ??
@@ -592,7 +597,7 @@ function collectWarnings(
     : linkedRamDir(inputs.linkPath, elsewhere);
   if (elsewhere !== null && otherRamDir === null) {
     const target = resolve(dirname(inputs.linkPath), elsewhere.target);
-    const missing = lstatOrNull(target) === null;
+    const missing = !targetExists(inputs.linkPath, elsewhere.target);
     warnings.push({
       code: "link-elsewhere",
       message: missing && linkTargetDirKind === "other"
@@ -669,7 +674,6 @@ function collectWarnings(
     });
   }
 
-  const ramCopyInfo = lstatOrNull(inputs.ramCopy);
   if (ramCopyInfo !== null && !ramCopyInfo.isFile) {
     warnings.push({
       code: "ram-copy-not-a-file",

@@ -219,9 +219,9 @@ export function replaceStore(
  * file's directory, write, fsync, rename, fsync of the directory. The
  * directory is created with mode 0700 if missing. A symlink at `path` stays:
  * the file it names is replaced, in that file's directory, so a store linked
- * from a dotfiles tree keeps receiving the newest tokens. On failure the temp file is
- * removed and the old file is left as it was. The temp file's name is
- * `.<name>.<random hex>.tmp`, so a killed run's leftovers can be found.
+ * from a dotfiles tree keeps receiving the newest tokens. On failure the
+ * temp file is removed and the old file is left as it was. The temp file's
+ * name is `.<name>.<random hex>.tmp`, so a killed run's leftovers can be found.
  *
  * @example
  * ```ts

@@ -806,14 +806,16 @@ Deno.test("unlock again keeps or replaces the TTL", async () => {
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stderr, /^secure-codex: unlocked: /m);
     const statePath = join(fixture.ramDir(), "session.json");
-    const before = JSON.parse(await Deno.readTextFile(statePath));
+    const readState = async () =>
+      JSON.parse(await Deno.readTextFile(statePath));
+    const before = await readState();
     assert.equal(before.ttlSeconds, 1800);
 
     // An unlock without a TTL of its own keeps the session's.
     const plain = await fixture.run(["--unlock"]);
     assert.equal(plain.code, 0, plain.stderr);
     assert.match(plain.stderr, /^secure-codex: already unlocked: /m);
-    const keptState = JSON.parse(await Deno.readTextFile(statePath));
+    const keptState = await readState();
     assert.equal(keptState.ttlSeconds, 1800);
     assert.match(
       plain.stderr,
@@ -823,7 +825,7 @@ Deno.test("unlock again keeps or replaces the TTL", async () => {
 
     const again = await fixture.run(["--unlock", "--ttl", "2h"]);
     assert.equal(again.code, 0, again.stderr);
-    const after = JSON.parse(await Deno.readTextFile(statePath));
+    const after = await readState();
     assert.equal(after.ttlSeconds, 7200);
     assert.match(
       again.stderr,
@@ -837,19 +839,13 @@ Deno.test("unlock again keeps or replaces the TTL", async () => {
       env: { SECURE_CODEX_TTL: "8h" },
     });
     assert.equal(longer.code, 0, longer.stderr);
-    assert.equal(
-      JSON.parse(await Deno.readTextFile(statePath)).ttlSeconds,
-      7200,
-    );
+    assert.equal((await readState()).ttlSeconds, 7200);
     assert.doesNotMatch(longer.stderr, /replaced/);
     const shorter = await fixture.run(["--unlock"], {
       env: { SECURE_CODEX_TTL: "1h" },
     });
     assert.equal(shorter.code, 0, shorter.stderr);
-    assert.equal(
-      JSON.parse(await Deno.readTextFile(statePath)).ttlSeconds,
-      3600,
-    );
+    assert.equal((await readState()).ttlSeconds, 3600);
     assert.match(
       shorter.stderr,
       /^secure-codex: replaced the session's time to live of 2h with 1h$/m,
@@ -857,7 +853,7 @@ Deno.test("unlock again keeps or replaces the TTL", async () => {
 
     const none = await fixture.run(["--unlock", "--ttl", "0"]);
     assert.equal(none.code, 0, none.stderr);
-    const cleared = JSON.parse(await Deno.readTextFile(statePath));
+    const cleared = await readState();
     assert.equal(cleared.ttlSeconds, 0);
     assert.match(
       none.stderr,
