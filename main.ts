@@ -10,7 +10,10 @@
 import {
   childEnvironment,
   classifyCodexCommand,
+  type CodexExit,
+  exitLikeCodex,
   findStoreOverride,
+  FORWARDED_SIGNALS,
   runCodex,
 } from "./lib/child.ts";
 import type { ConfigFile } from "./lib/config.ts";
@@ -150,7 +153,7 @@ async function printStatus(
   );
 }
 
-async function run(options: Options): Promise<number> {
+async function run(options: Options): Promise<number | CodexExit> {
   const { env: baseEnv, dropped } = childEnvironment(Deno.env.toObject());
   const command = classifyCodexCommand(options.codexArgs);
   if (
@@ -266,30 +269,37 @@ async function run(options: Options): Promise<number> {
     );
     // From here on a signal must not cut a write-back short: the listeners
     // outlive runCodex's forwarding, so the wrapper exits only after leave().
+    // They go before exitLikeCodex, which may raise codex's signal again.
     const ignore = () => {};
-    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const) {
-      Deno.addSignalListener(signal, ignore);
-    }
-    mark("watch");
-    let code: number;
+    const held = ["SIGINT", ...FORWARDED_SIGNALS] as const;
+    for (const signal of held) Deno.addSignalListener(signal, ignore);
     try {
-      code = await runCodex(options.codexArgs, {
-        ...baseEnv,
-        CODEX_HOME: session.config.codexHome,
-      });
+      mark("watch");
+      let exit: CodexExit;
+      try {
+        exit = await runCodex(options.codexArgs, {
+          ...baseEnv,
+          CODEX_HOME: session.config.codexHome,
+        });
+      } finally {
+        mark("codex");
+        await watcher.stop();
+      }
+      // codex 0.171 exits 0 after a logout even when the revoke call failed;
+      // the tokens are then unusable for codex either way.
+      if (
+        command === "logout" && exit.code === 0 &&
+        await session.finishLogout()
+      ) {
+        return exit;
+      }
+      session.relinkIfRemoved();
+      await session.leave(options.keep);
+      mark("leave");
+      return exit;
     } finally {
-      mark("codex");
-      await watcher.stop();
+      for (const signal of held) Deno.removeSignalListener(signal, ignore);
     }
-    // codex 0.171 exits 0 after a logout even when the revoke call failed;
-    // the tokens are then unusable for codex either way.
-    if (command === "logout" && code === 0 && await session.finishLogout()) {
-      return code;
-    }
-    session.relinkIfRemoved();
-    await session.leave(options.keep);
-    mark("leave");
-    return code;
   } finally {
     session.close();
   }
@@ -365,7 +375,7 @@ async function watch(
   return 0;
 }
 
-async function main(): Promise<number> {
+async function main(): Promise<number | CodexExit> {
   mark("loaded");
   if (Deno.build.os !== "linux") {
     printError(
@@ -440,6 +450,8 @@ async function main(): Promise<number> {
   }
 }
 
-const code = await main();
+const result = await main();
 writeTrace();
-Deno.exit(code);
+await exitLikeCodex(
+  typeof result === "number" ? { code: result, signal: null } : result,
+);

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { PREFIX } from "./output.ts";
+import { PREFIX, writeStderr } from "./output.ts";
 
 /** The largest output accepted from age, for stores and their plaintext alike. */
 export const MAX_AGE_OUTPUT_BYTES = 1024 * 1024;
@@ -56,13 +56,8 @@ async function readLimited(
 async function relayLines(stream: ReadableStream<Uint8Array>): Promise<string> {
   const encoder = new TextEncoder();
   let pending = "";
-  const write = (line: string) => {
-    const bytes = encoder.encode(PREFIX + line + "\n");
-    let written = 0;
-    while (written < bytes.length) {
-      written += Deno.stderr.writeSync(bytes.subarray(written));
-    }
-  };
+  const write = (line: string) =>
+    writeStderr(encoder.encode(PREFIX + line + "\n"));
   // A reader and a TextDecoder, not pipeThrough and TextDecoderStream: the
   // worker's isolate compiles whatever stream machinery it first uses, on
   // every unlock.

@@ -4,20 +4,59 @@
  *
  * Signals: the terminal sends Ctrl-C (SIGINT) and Ctrl-Z (SIGTSTP) to the
  * whole foreground process group, codex included, so SIGINT is only kept from
- * killing this process and SIGTSTP is left alone. SIGTERM, SIGHUP and SIGQUIT
- * may be sent to this process alone, so they are forwarded to codex.
+ * killing this process and SIGTSTP is left alone. The signals in
+ * {@linkcode FORWARDED_SIGNALS} may be sent to this process alone, so they are
+ * forwarded to codex. When a signal ended codex, this process ends by the same
+ * signal once its work is done ({@linkcode exitLikeCodex}), so a shell sees
+ * what it would see after running codex directly.
  *
  * @module
  */
 
 import { CliError } from "./output.ts";
 
-/** The signals forwarded to codex. */
+/**
+ * The signals forwarded to codex: those a user or a supervisor sends to end a
+ * program, and whose default action would otherwise end this process and
+ * leave codex running without it.
+ */
 export const FORWARDED_SIGNALS: readonly Deno.Signal[] = [
   "SIGTERM",
   "SIGHUP",
   "SIGQUIT",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGALRM",
 ];
+
+/**
+ * The signals this process re-raises on itself when one of them ended codex:
+ * those whose default action ends a process without a core dump. A core dump
+ * of this process could hold the worker's plaintext, so for the others it
+ * exits with 128 plus the signal number instead. SIGPIPE is left out because
+ * Deno ignores it.
+ */
+const RERAISED_SIGNALS: ReadonlySet<Deno.Signal> = new Set<Deno.Signal>([
+  "SIGHUP",
+  "SIGINT",
+  "SIGALRM",
+  "SIGTERM",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGSTKFLT",
+  "SIGIO",
+  "SIGPROF",
+  "SIGVTALRM",
+  "SIGPWR",
+]);
+
+/** How codex ended. */
+export interface CodexExit {
+  /** The exit code, or 128 plus the signal number when a signal ended codex. */
+  code: number;
+  /** The signal that ended codex, when Deno has a name for it. */
+  signal: Deno.Signal | null;
+}
 
 /** Codex's config override that keeps it on the file store, and so on the RAM copy. */
 export const FILE_STORE_OVERRIDE = ["-c", 'cli_auth_credentials_store="file"'];
@@ -121,18 +160,18 @@ export function childEnvironment(
 
 /**
  * Runs codex with inherited stdio and the file-store override in front of the
- * user's arguments, forwards signals, and returns its exit code.
+ * user's arguments, forwards signals, and tells how codex ended.
  *
  * @example
  * ```ts
- * const code = await runCodex(["login", "status"], { PATH: "/usr/bin", CODEX_HOME: "/home/me/.codex" });
- * Deno.exit(code);
+ * const exit = await runCodex(["login", "status"], { PATH: "/usr/bin", CODEX_HOME: "/home/me/.codex" });
+ * await exitLikeCodex(exit);
  * ```
  */
 export async function runCodex(
   args: readonly string[],
   env: Record<string, string>,
-): Promise<number> {
+): Promise<CodexExit> {
   const ignoreInterrupt = () => {};
   Deno.addSignalListener("SIGINT", ignoreInterrupt);
   let child: Deno.ChildProcess;
@@ -171,13 +210,45 @@ export async function runCodex(
   });
 
   try {
-    return exitCodeOf(await child.status);
+    const status = await child.status;
+    return { code: exitCodeOf(status), signal: status.signal };
+  } catch (error) {
+    // Deno names only the classic signals; for a real-time signal reading the
+    // status fails with "Invalid signal: N" after codex was reaped.
+    const match = /^Invalid signal: (\d+)$/.exec((error as Error)?.message);
+    if (match === null) throw error;
+    return { code: 128 + Number(match[1]), signal: null };
   } finally {
     for (const { signal, forward } of forwarders) {
       Deno.removeSignalListener(signal, forward);
     }
     Deno.removeSignalListener("SIGINT", ignoreInterrupt);
   }
+}
+
+/**
+ * Ends this process as codex ended: by the same signal when a signal whose
+ * default action ends a process without a core dump ended codex, otherwise
+ * with the exit code. Call it last, once no listener for that signal is left,
+ * or the signal only reaches the listener.
+ *
+ * @example
+ * ```ts
+ * await exitLikeCodex(await runCodex(["exec", "hi"], { PATH: "/usr/bin" }));
+ * ```
+ */
+export async function exitLikeCodex(exit: CodexExit): Promise<never> {
+  if (exit.signal !== null && RERAISED_SIGNALS.has(exit.signal)) {
+    try {
+      Deno.kill(Deno.pid, exit.signal);
+      // Deno carries out a signal's default action from its event loop, so
+      // the process ends during this wait.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    } catch {
+      // The exit below reports the same code.
+    }
+  }
+  Deno.exit(exit.code);
 }
 
 /** codex's global options that take a value, so the value is not taken for a command. */

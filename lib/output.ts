@@ -49,16 +49,32 @@ export class CliError extends Error {
 }
 
 /**
- * Writes lines to stderr synchronously, so messages keep their order with
- * output from child processes that share the terminal.
+ * Writes bytes to stderr synchronously, so messages keep their order with
+ * output from child processes that share the terminal. A stderr that cannot
+ * take them (a closed pipe, a terminal that hung up) loses them: a reader that
+ * went away must not keep codex from starting or cut a write-back short, and
+ * the exit code still tells how the run ended.
+ *
+ * @example
+ * ```ts
+ * writeStderr(new TextEncoder().encode("secure-codex: age: touch your key\n"));
+ * ```
  */
-function writeLines(lines: readonly string[]): void {
-  const text = lines.map((line) => PREFIX + line + "\n").join("");
-  const bytes = encoder.encode(text);
-  let written = 0;
-  while (written < bytes.length) {
-    written += Deno.stderr.writeSync(bytes.subarray(written));
+export function writeStderr(bytes: Uint8Array): void {
+  try {
+    let written = 0;
+    while (written < bytes.length) {
+      written += Deno.stderr.writeSync(bytes.subarray(written));
+    }
+  } catch {
+    // Nowhere left to say it.
   }
+}
+
+function writeLines(lines: readonly string[]): void {
+  writeStderr(
+    encoder.encode(lines.map((line) => PREFIX + line + "\n").join("")),
+  );
 }
 
 /**
@@ -126,8 +142,13 @@ export function notice(message: string): void {
 export function printOut(text: string): void {
   const bytes = encoder.encode(text);
   let written = 0;
-  while (written < bytes.length) {
-    written += Deno.stdout.writeSync(bytes.subarray(written));
+  try {
+    while (written < bytes.length) {
+      written += Deno.stdout.writeSync(bytes.subarray(written));
+    }
+  } catch (error) {
+    // A reader that stopped early, as `| head` does, wanted no more.
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
   }
 }
 

@@ -9,12 +9,14 @@ import {
   flockState,
   pathExists,
   ramCopies,
+  runCommand,
   SECURE_CODEX,
   spawnSecureCodex,
   startTokenMock,
   waitFor,
   writeFakeCodex,
 } from "./helpers.ts";
+import { FORWARDED_SIGNALS } from "../lib/child.ts";
 
 interface StoredAuth {
   auth_mode?: string;
@@ -265,10 +267,44 @@ touch "$MARK_DIR/codex-done"
 });
 
 const EXIT_CASES = [
-  { name: "exit 0 passes through", script: "exit 0\n", expected: 0 },
-  { name: "exit 3 passes through", script: "exit 3\n", expected: 3 },
-  { name: "SIGTERM death gives 143", script: "kill -TERM $$\n", expected: 143 },
-];
+  { name: "exit 0 passes through", script: "exit 0\n", code: 0, signal: null },
+  { name: "exit 3 passes through", script: "exit 3\n", code: 3, signal: null },
+  {
+    name: "exit 130 stays an exit, not a signal",
+    script: "exit 130\n",
+    code: 130,
+    signal: null,
+  },
+  // A shell that sees a job die of SIGINT or SIGTERM stops its loop, so the
+  // wrapper dies of the same signal, after its own work.
+  {
+    name: "SIGTERM death is raised again",
+    script: "kill -TERM $$\n",
+    code: 143,
+    signal: "SIGTERM",
+  },
+  {
+    name: "SIGINT death is raised again",
+    script: "trap - INT\nkill -INT $$\n",
+    code: 130,
+    signal: "SIGINT",
+  },
+  // A core dump of the wrapper could hold the worker's plaintext.
+  {
+    name: "SIGQUIT death gives 131 without a core dump",
+    script: "kill -QUIT $$\n",
+    code: 131,
+    signal: null,
+  },
+  // Deno has no name for real-time signals; reading such a status used to
+  // throw "Invalid signal".
+  {
+    name: "real-time signal 40 gives 168",
+    script: "kill -40 $$\n",
+    code: 168,
+    signal: null,
+  },
+] as const;
 
 for (const exitCase of EXIT_CASES) {
   Deno.test(`exit code: ${exitCase.name}`, async () => {
@@ -277,16 +313,64 @@ for (const exitCase of EXIT_CASES) {
       await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
       const fakeDir = await writeFakeCodex(fixture, exitCase.script);
       const result = await fixture.run(["--", "exec", "hi"], {
-        env: fakeCodexEnv(fixture, fakeDir),
+        env: fakeCodexEnv(fixture, fakeDir, { SECURE_CODEX_KEEP: "false" }),
       });
-      assert.equal(result.code, exitCase.expected, result.stderr);
+      assert.equal(result.code, exitCase.code, result.stderr);
+      assert.equal(result.signal, exitCase.signal, result.stderr);
+      assert.doesNotMatch(result.stderr, /internal error/);
+      // The session was left as usual: KEEP=false removed the RAM copy.
+      assert.deepEqual(ramCopies(fixture), [], result.stderr);
     } finally {
       await fixture.dispose();
     }
   });
 }
 
-for (const signal of ["SIGTERM", "SIGHUP"] as const) {
+Deno.test("a closed stderr does not keep codex from running", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const markDir = await makeMarkDir(fixture);
+    const fakeDir = await writeFakeCodex(
+      fixture,
+      'touch "$MARK_DIR/ran"\nexit 5\n',
+    );
+    // stderr is a pipe whose reader has exited, as after `2> >(exit 0)`, and
+    // LD_TEST makes the wrapper print a notice there before codex starts.
+    const result = await runCommand("bash", [
+      "-c",
+      'exec 2> >(exit 0); sleep 0.3; exec "$0" "$@"',
+      SECURE_CODEX,
+      "--",
+      "exec",
+      "hi",
+    ], {
+      env: {
+        ...fixture.env,
+        ...fakeCodexEnv(fixture, fakeDir, { MARK_DIR: markDir }),
+        LD_TEST: "1",
+      },
+    });
+    assert.ok(pathExists(join(markDir, "ran")), "codex did not run");
+    assert.equal(result.code, 5);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("a closed stdout ends --help quietly", async () => {
+  // stdout is a pipe whose reader has exited, as with `| head -c 0`.
+  const result = await runCommand("bash", [
+    "-c",
+    'exec > >(exit 0); sleep 0.3; exec "$0" "$@"',
+    SECURE_CODEX,
+    "--help",
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stderr, "");
+});
+
+for (const signal of FORWARDED_SIGNALS) {
   Deno.test(`${signal} to wrapper reaches codex`, async () => {
     const fixture = await createFixture();
     let child: Deno.ChildProcess | null = null;
@@ -300,8 +384,9 @@ for (const signal of ["SIGTERM", "SIGHUP"] as const) {
       const fakeDir = await writeFakeCodex(
         fixture,
         `exec >/dev/null 2>&1
-trap 'touch "$MARK_DIR/caught-TERM"; exit 7' TERM
-trap 'touch "$MARK_DIR/caught-HUP"; exit 7' HUP
+for name in $FORWARDED; do
+  trap 'touch "$MARK_DIR/caught-'"$name"'"; exit 7' "$name"
+done
 touch "$MARK_DIR/started"
 i=0
 while [ -d "$MARK_DIR" ] && [ ! -e "$MARK_DIR/stop" ] && [ $i -lt 600 ]; do
@@ -314,7 +399,10 @@ exit 0
       child = spawnSecureCodex(
         fixture,
         ["--", "exec", "hi"],
-        fakeCodexEnv(fixture, fakeDir, { MARK_DIR: markDir }),
+        fakeCodexEnv(fixture, fakeDir, {
+          MARK_DIR: markDir,
+          FORWARDED: FORWARDED_SIGNALS.map((name) => name.slice(3)).join(" "),
+        }),
       );
       await waitFor(
         () => pathExists(join(markDir, "started")),
