@@ -40,9 +40,10 @@ export type AuthCheck =
 const TOKEN_FIELDS = ["id_token", "access_token", "refresh_token"] as const;
 
 function describe(value: unknown): string {
+  if (value === undefined) return "missing";
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
-  return `a ${typeof value}`;
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
 }
 
 /**

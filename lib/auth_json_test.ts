@@ -38,7 +38,11 @@ Deno.test("checkAuthJson rejects invalid shapes without echoing input", () => {
     [`{"tokens":"${secret}"}`, /"tokens" is a string/],
     [
       `{"tokens":{"id_token":"x","access_token":"y"}}`,
-      /tokens.refresh_token" is a undefined|tokens.refresh_token/,
+      /^"tokens.refresh_token" is missing, expected a non-empty string$/,
+    ],
+    [
+      `{"tokens":{"id_token":{},"access_token":"y","refresh_token":"z"}}`,
+      /^"tokens.id_token" is an object, expected a non-empty string$/,
     ],
     [
       `{"tokens":{"id_token":"","access_token":"y","refresh_token":"z"}}`,

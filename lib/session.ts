@@ -1139,7 +1139,6 @@ export class Session {
               `exit those codex sessions first, then run ${
                 this.command("--cleanup")
               } again`,
-              "or set SECURE_CODEX_KEEP=false so the last one removes the RAM copy",
             ],
           },
         );
@@ -1386,6 +1385,24 @@ export function storeNotFound(
 
 const reported = new Set<string>();
 
+/** Names the fix for a failed store write from the system error in its reason. */
+function failureFix(reason: string, store: string): string {
+  const directory = shellQuote(dirname(followLink(store)));
+  if (reason.includes("No space left on device")) {
+    return `free space on the filesystem of ${directory}`;
+  }
+  if (reason.includes("Disk quota exceeded")) {
+    return `free space within your disk quota on ${directory}`;
+  }
+  if (reason.includes("Permission denied")) {
+    return `make ${directory} writable for you`;
+  }
+  if (reason.includes("Read-only file system")) {
+    return `remount the filesystem of ${directory} read-write`;
+  }
+  return "fix the problem this warning names";
+}
+
 /**
  * Prints what a write-back did, once per kind of problem per process, so a
  * burst of watch events does not repeat the same warning.
@@ -1472,7 +1489,7 @@ export function reportWriteBack(
     case "failed":
       warn(`write-back failed: ${store}: ${outcome.reason}`, [
         `the old store is unchanged and the tokens stay in RAM at ${session.ramCopy}`,
-        `fix the problem, then run ${
+        `${failureFix(outcome.reason, store)}, then run ${
           session.command("-- login status")
         }, which saves them before codex starts`,
       ]);

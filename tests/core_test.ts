@@ -699,3 +699,43 @@ exit 0
     }
   },
 });
+
+Deno.test("cleanup refuses while codex runs with the session", async () => {
+  const fixture = await createFixture();
+  const markDir = await makeMarkDir(fixture);
+  let child: Deno.ChildProcess | null = null;
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const fakeDir = await writeFakeCodex(
+      fixture,
+      `exec >/dev/null 2>&1
+touch "$MARK_DIR/started"
+i=0
+while [ ! -e "$MARK_DIR/stop" ] && [ $i -lt 600 ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+`,
+    );
+    child = spawnSecureCodex(
+      fixture,
+      ["--", "exec", "hi"],
+      fakeCodexEnv(fixture, fakeDir, { MARK_DIR: markDir }),
+    );
+    await waitFor(
+      () => pathExists(join(markDir, "started")),
+      "the fake codex to start",
+    );
+    const result = await fixture.run(["--cleanup"]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(
+      result.stderr,
+      /^secure-codex: codex is still running with this session: .*\nsecure-codex: hint: exit those codex sessions first, then run .*--cleanup again\n$/,
+    );
+    assert.equal(ramCopies(fixture).length, 1, "the RAM copy was removed");
+  } finally {
+    await Deno.writeTextFile(join(markDir, "stop"), "");
+    if (child !== null) await child.output();
+    await fixture.dispose();
+  }
+});

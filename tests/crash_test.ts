@@ -765,6 +765,12 @@ Deno.test({
         ),
         context,
       );
+      assert.ok(
+        result.stderr.includes(
+          `secure-codex: hint: free space on the filesystem of ${fixture.codexHome}, then run `,
+        ),
+        context,
+      );
       assert.doesNotMatch(result.stderr, /internal error/, context);
       assert.deepEqual(await Deno.readFile(fixture.store), original);
       assert.equal(ramToken(fixture), newToken, "RAM copy lost the refresh");
