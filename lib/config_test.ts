@@ -314,6 +314,49 @@ for (const row of PRECEDENCE_ROWS) {
   });
 }
 
+Deno.test("a configured store stays with its codex home", () => {
+  const config = parse(
+    '{ "codexHome": "~/.codex", "store": "~/secrets/auth.json.age", ' +
+      '"profiles": { "work": { "store": "~/secrets/work.age" } } }',
+  );
+  const storeFor = (argv: string[], env: Record<string, string>) =>
+    resolveOptions(parseArguments(argv), { HOME, ...env }, config).store;
+  // The config file's own home, however it is reached, keeps the store.
+  assert.equal(storeFor([], {}), "/home/me/secrets/auth.json.age");
+  assert.equal(
+    storeFor([], { CODEX_HOME: "/home/me/.codex" }),
+    "/home/me/secrets/auth.json.age",
+  );
+  // Another home is another login: a login there must not replace the
+  // configured store, so it gets the store beside it.
+  assert.equal(
+    storeFor([], { CODEX_HOME: "/home/me/.codex-test" }),
+    "/home/me/.codex-test/auth.json.age",
+  );
+  assert.equal(
+    storeFor(["--real-codex-home", "/tmp/other"], {}),
+    "/tmp/other/auth.json.age",
+  );
+  assert.equal(
+    storeFor([], { SECURE_CODEX_REAL_CODEX_HOME: "/tmp/other" }),
+    "/tmp/other/auth.json.age",
+  );
+  // A store given by a flag or variable still goes with any home.
+  assert.equal(
+    storeFor(["--real-codex-home", "/tmp/other", "--auth-enc", "/s.age"], {}),
+    "/s.age",
+  );
+  // A named profile's store belongs to its default home, ~/.codex-work.
+  assert.equal(
+    storeFor(["--profile", "work"], {}),
+    "/home/me/secrets/work.age",
+  );
+  assert.equal(
+    storeFor(["--profile", "work", "--real-codex-home", "/tmp/w"], {}),
+    "/tmp/w/auth.json.age",
+  );
+});
+
 Deno.test("CODEX_HOME applies to default profile only", () => {
   const env = { HOME, CODEX_HOME: "/srv/codex" };
   const profiles = parse('{ "profiles": { "work": {} } }');

@@ -507,9 +507,21 @@ export function resolveOptions(
 
   const storeSetting = values["--auth-enc"] ??
     nonEmpty(env.SECURE_CODEX_AUTH_ENC);
+  // A store set in the config file belongs to the codex home the config file
+  // names, or to the default one. A home given by a flag or a variable is
+  // another login: it gets the store beside it, so a login there cannot
+  // replace the configured one.
+  const configHome = profileSettings.codexHome ??
+    (home
+      ? join(home, profile === "default" ? ".codex" : `.codex-${profile}`)
+      : undefined);
+  const configStore = codexHomeSource === "codexHome in the config file" ||
+      codexHomeSource === "default" || codexHome === configHome
+    ? profileSettings.store
+    : undefined;
   const store = storeSetting !== undefined
     ? absolutePath(storeSetting, home)
-    : profileSettings.store ?? join(codexHome, "auth.json.age");
+    : configStore ?? join(codexHome, "auth.json.age");
 
   const identitySettings = parsed.identities.length > 0
     ? parsed.identities
