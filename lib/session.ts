@@ -1428,7 +1428,21 @@ export function reportWriteBack(
   const { store } = session.config;
   switch (outcome.status) {
     case "deferred":
+    case "still-writing":
       // Expected while codex runs; the write-back after it exits reports.
+      break;
+    case "locks-out":
+      warn(
+        `refreshed tokens are not saved: this run's identities cannot decrypt a store encrypted to ${outcome.recipientsFile}: ${outcome.reason}`,
+        [
+          `the store is unchanged and the tokens stay in RAM at ${session.ramCopy}`,
+          `add the public key of one of the identities (${
+            session.config.identities.join(", ")
+          }) to ${outcome.recipientsFile}, or pass the recipients file that has it, then run ${
+            session.command("-- login status")
+          }`,
+        ],
+      );
       break;
     case "needs-terminal":
       warn(

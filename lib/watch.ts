@@ -73,8 +73,11 @@ async function watchOne(
   const onOutcome = (outcome: WriteBackOutcome) => {
     if (outcome.status === "saved") {
       log(`saved refreshed tokens to ${session.config.store}`);
-    } else if (outcome.status === "gone") {
-      // Reported by the loop below, once per disappearance.
+    } else if (
+      outcome.status === "gone" || outcome.status === "still-writing"
+    ) {
+      // Reported by the loop below, once per disappearance; a copy still
+      // being written is looked at again at its next event.
     } else if (outcome.status === "deferred") {
       if (!deferredLogged) {
         log(

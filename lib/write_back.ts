@@ -14,7 +14,12 @@
 
 import type { EncryptionTarget } from "./age.ts";
 import { CliError, hasTerminal, notice, warn } from "./output.ts";
-import { rememberRecipients } from "./recipients.ts";
+import {
+  besideRecipientsPath,
+  readRecipientsFile,
+  rememberRecipients,
+  type ResolvedRecipients,
+} from "./recipients.ts";
 import { completeWrite, type PendingWrite, type Session } from "./session.ts";
 import { isOlder } from "./auth_json.ts";
 import { fingerprintOf, sha256Hex } from "./fingerprint.ts";
@@ -29,11 +34,13 @@ export type WriteBackOutcome =
   | { status: "gone" }
   | { status: "no-recipients" }
   | { status: "deferred" }
+  | { status: "still-writing" }
   | { status: "needs-terminal" }
   | { status: "conflict" }
   | { status: "older" }
   | { status: "invalid"; reason: string }
-  | { status: "failed"; reason: string };
+  | { status: "failed"; reason: string }
+  | { status: "locks-out"; recipientsFile: string; reason: string };
 
 /**
  * How long a file that is not a valid auth.json counts as still being
@@ -104,7 +111,7 @@ export async function writeBack(
     // still be filling the copy; the write-back after codex exits reports it.
     const modified = info.mtime?.getTime() ?? 0;
     if (!options.interactive && Date.now() - modified < RECENT_WRITE_MS) {
-      return { status: "deferred" };
+      return { status: "still-writing" };
     }
     return { status: "invalid", reason: snapshot.reason };
   }
@@ -125,19 +132,19 @@ export async function writeBack(
     return { status: "conflict" };
   }
 
-  let recipients: string[];
+  let resolved: ResolvedRecipients;
   try {
     // A passphrase store stays one: the identities a user happens to have
     // configured do not silently replace its passphrase. Only a recipients
     // file (a flag, or one beside the store from a rekey) changes that.
-    recipients = session.recipientsFor(state.passphrase ? [] : state.recipients)
-      .list;
+    resolved = session.recipientsFor(state.passphrase ? [] : state.recipients);
   } catch (error) {
     if (error instanceof CliError) {
       return { status: "failed", reason: error.message };
     }
     throw error;
   }
+  const recipients = resolved.list;
   let target: EncryptionTarget;
   if (recipients.length > 0) {
     target = { recipients };
@@ -163,6 +170,35 @@ export async function writeBack(
       return { status: "failed", reason: error.message };
     }
     throw error;
+  }
+  if (
+    resolved.source === "--recipients-file" &&
+    session.config.identities.length > 0 &&
+    !sameRecipients(recipients, recordedRecipients(state.store, session))
+  ) {
+    // Recipients other than the store's last ones: a file without the user's
+    // own key would lock them out at the next unlock, so the new store must
+    // decrypt with this run's identities before it replaces the old one.
+    // Only then, because a plugin identity may ask for a touch each time.
+    let reason = "no identity matched any of the recipients";
+    let matches = false;
+    try {
+      matches = await worker.verify(
+        "snapshot",
+        ciphertext,
+        session.config.identities,
+      );
+    } catch (error) {
+      if (!(error instanceof WorkerError)) throw error;
+      reason = error.message;
+    }
+    if (!matches) {
+      return {
+        status: "locks-out",
+        recipientsFile: resolved.path ?? "",
+        reason,
+      };
+    }
   }
   // Record the write before the rename: a process killed between the rename
   // and the final state write would otherwise leave a store that every later
@@ -195,6 +231,22 @@ export async function writeBack(
     }
   }
   return { status: "saved" };
+}
+
+/** The recipients the store was last written to, as recorded beside it. */
+function recordedRecipients(store: string, session: Session): string[] {
+  try {
+    return readRecipientsFile(besideRecipientsPath(store), session.config.uid);
+  } catch {
+    // None recorded, or a record that cannot be read: the list counts as new.
+    return [];
+  }
+}
+
+function sameRecipients(a: readonly string[], b: readonly string[]): boolean {
+  const set = new Set(b);
+  return new Set(a).size === set.size &&
+    a.every((recipient) => set.has(recipient));
 }
 
 /**

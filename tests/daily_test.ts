@@ -395,6 +395,53 @@ Deno.test("watch saves plain codex refresh", async () => {
   }
 });
 
+Deno.test("watch waits for a copy still being written", async () => {
+  const fixture = await createFixture();
+  let watch: Background | null = null;
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const unlock = await fixture.run(["--unlock"]);
+    assert.equal(unlock.code, 0, unlock.stderr);
+    watch = startBackground(fixture, ["--watch"]);
+    await watch.waitForLine("watch default: watching");
+    await sleep(WATCHER_SETTLE_MS);
+
+    // A tool that writes through the link in place, in two parts.
+    const refreshed = new TextEncoder().encode(JSON.stringify(
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: `rt-slow-${fixture.canary}`,
+        lastRefresh: new Date(Date.now() + 60_000).toISOString(),
+      }),
+    ));
+    const file = await Deno.open(join(fixture.ramDir(), "auth.json"), {
+      write: true,
+      truncate: true,
+    });
+    try {
+      await file.write(refreshed.subarray(0, 100));
+      await sleep(1000);
+      await file.write(refreshed.subarray(100));
+    } finally {
+      file.close();
+    }
+    await waitFor(
+      () => watch!.stderr().includes("watch default: saved refreshed tokens"),
+      "the watch to save the finished copy",
+    );
+    const stored = await fixture.readStore() as {
+      tokens?: { refresh_token?: string };
+    };
+    assert.equal(stored.tokens?.refresh_token, `rt-slow-${fixture.canary}`);
+    await watch.stop("SIGTERM");
+    // The store is keyed to an identity, so no passphrase message belongs here.
+    assert.doesNotMatch(watch.stderr(), /passphrase|not a valid auth.json/);
+  } finally {
+    await watch?.dispose();
+    await fixture.dispose();
+  }
+});
+
 Deno.test("config TTL locks next run", async () => {
   const fixture = await createFixture();
   try {

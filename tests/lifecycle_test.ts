@@ -732,6 +732,73 @@ Deno.test("rekey: write-back uses new recipients", async () => {
   }
 });
 
+Deno.test("write-back refuses recipients the identities cannot decrypt", async () => {
+  const fixture = await createFixture();
+  const mock = startTokenMock({ canary: fixture.canary, first: "rt-1" });
+  try {
+    await fixture.writeStore(
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-1",
+        expiresIn: -600,
+      }),
+    );
+    const original = await decryptText(fixture.identity, fixture.store);
+    const other = await makeIdentity(fixture, "other-identity");
+    const foreign = await writeRecipientsFile(
+      fixture,
+      "foreign-recipients.txt",
+      other.recipient,
+    );
+    // codex refreshes rt-1 through the mock; the recipients file names only
+    // a key this run has no identity for.
+    const refresh = await fixture.run(
+      ["--recipients-file", foreign, "--", "mcp", "list"],
+      { env: { CODEX_REFRESH_TOKEN_URL_OVERRIDE: mock.url } },
+    );
+    assert.equal(refresh.code, 0, refresh.stderr);
+    assert.match(
+      refresh.stderr,
+      new RegExp(
+        `secure-codex: warning: refreshed tokens are not saved: this run's identities cannot decrypt a store encrypted to ${foreign}: `,
+      ),
+    );
+    assert.match(
+      refresh.stderr,
+      /secure-codex: hint: add the public key of one of the identities \(/,
+    );
+    assert.equal(await decryptText(fixture.identity, fixture.store), original);
+    assert.ok(
+      !pathExists(`${fixture.store}.recipients`),
+      "the foreign recipients were recorded beside the store",
+    );
+    const ram = JSON.parse(
+      Deno.readTextFileSync(join(fixture.ramDir(), "auth.json")),
+    ) as StoredAuth;
+    assert.equal(ram.tokens?.refresh_token, `rt-2-${fixture.canary}`);
+
+    // With the user's own key added, the next start saves the RAM copy.
+    const both = join(fixture.dir, "both-recipients.txt");
+    await Deno.writeTextFile(
+      both,
+      `${fixture.recipient}\n${other.recipient}\n`,
+    );
+    const save = await fixture.run(
+      ["--recipients-file", both, "--", "login", "status"],
+    );
+    assert.equal(save.code, 0, save.stderr);
+    for (const identity of [fixture.identity, other.identity]) {
+      const stored = JSON.parse(
+        await decryptText(identity, fixture.store),
+      ) as StoredAuth;
+      assert.equal(stored.tokens?.refresh_token, `rt-2-${fixture.canary}`);
+    }
+  } finally {
+    await mock.close();
+    await fixture.dispose();
+  }
+});
+
 Deno.test("rekey: no RAM copy", async () => {
   const fixture = await createFixture();
   try {
