@@ -406,12 +406,11 @@ export function parseOptions(
  */
 export function resolveOptions(
   parsed: ParsedArguments,
-  env: Environment,
+  environment: Environment,
   config: ConfigFile | null,
   profileOverride?: string,
 ): Options {
   const { values, modeFlags } = parsed;
-  const home = env.HOME;
 
   if (modeFlags.length > 1) {
     throw usageError(
@@ -419,6 +418,13 @@ export function resolveOptions(
       "give one action per command",
     );
   }
+  // A shell asks for these while it starts: an exported profile, TTL or
+  // boolean meant for runs must not break its completion.
+  const env = modeFlags[0] === "--completions" ||
+      modeFlags[0] === "--list-profiles"
+    ? { HOME: environment.HOME }
+    : environment;
+  const home = env.HOME;
 
   const profile = profileOverride ?? values["--profile"] ??
     nonEmpty(env.SECURE_CODEX_PROFILE) ?? "default";

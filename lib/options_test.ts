@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { CliError } from "./output.ts";
-import { parseBoolean, parseOptions, shorterTtl } from "./options.ts";
+import {
+  parseArguments,
+  parseBoolean,
+  parseOptions,
+  resolveOptions,
+  shorterTtl,
+} from "./options.ts";
 
 const HOME = { HOME: "/home/me" };
 
@@ -287,4 +293,34 @@ Deno.test("shorterTtl treats non-positive values as none", () => {
   for (const [a, b, expected] of cases) {
     assert.equal(shorterTtl(a, b), expected, `shorterTtl(${a}, ${b})`);
   }
+});
+
+Deno.test("completions and the profile list ignore run settings in the environment", () => {
+  const env = {
+    HOME: "/home/me",
+    SECURE_CODEX_PROFILE: "missing",
+    SECURE_CODEX_KEEP: "maybe",
+    SECURE_CODEX_TTL: "soon",
+  };
+  const config = {
+    path: "/home/me/.config/secure-codex/config.jsonc",
+    settings: {},
+    profiles: { work: {} },
+  };
+  const completions = resolveOptions(
+    parseArguments(["--completions", "zsh"]),
+    env,
+    null,
+  );
+  assert.equal(completions.mode, "completions");
+  assert.equal(completions.shell, "zsh");
+  assert.equal(
+    resolveOptions(parseArguments(["--list-profiles"]), env, config).mode,
+    "list-profiles",
+  );
+  // A run still reads them.
+  assert.throws(
+    () => resolveOptions(parseArguments([]), env, config),
+    /profile not found: missing/,
+  );
 });
