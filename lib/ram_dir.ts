@@ -39,7 +39,10 @@ const SAFE_ALTERNATIVES = [
 ];
 
 /** A rejected RAM directory, before the hints that depend on its source. */
-class RamDirRejection extends CliError {}
+class RamDirRejection extends CliError {
+  /** Whether its own hints fix the directory in place, so no other is needed. */
+  fixable = false;
+}
 
 /**
  * Adds to a rejection the alternatives that fit where the path came from: a
@@ -47,7 +50,11 @@ class RamDirRejection extends CliError {}
  */
 function withAlternatives(error: unknown, source: RamDirSource): unknown {
   if (!(error instanceof RamDirRejection)) return error;
-  const alternatives = source === "--ram-dir" ? [OWN_TMPFS] : SAFE_ALTERNATIVES;
+  const alternatives = error.fixable
+    ? []
+    : source === "--ram-dir"
+    ? [OWN_TMPFS]
+    : SAFE_ALTERNATIVES;
   return new CliError(error.message, {
     hints: [...error.hints, ...alternatives],
   });
@@ -193,8 +200,13 @@ function reject(
   message: string,
   path: string,
   extraHints: string[] = [],
+  fixable = false,
 ): never {
-  throw new RamDirRejection(`${message}: ${path}`, { hints: extraHints });
+  const rejection = new RamDirRejection(`${message}: ${path}`, {
+    hints: extraHints,
+  });
+  rejection.fixable = fixable;
+  throw rejection;
 }
 
 function modeString(mode: number): string {
@@ -311,6 +323,7 @@ function checkPrivateDirectory(
       `RAM directory has mode ${modeString(mode)}, expected 0700`,
       path,
       [`if you created it yourself: chmod 700 ${shellQuote(path)}`],
+      true,
     );
   }
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import type { CliError } from "./output.ts";
 import {
   chooseRamDir,
   ensureRamDir,
@@ -225,9 +226,16 @@ Deno.test("ensureRamDir fast path still checks the mode", async () => {
     });
     await ensureRamDir(choice, uid);
     Deno.chmodSync(choice.path, 0o755);
-    await assert.rejects(
-      () => ensureRamDir(choice, uid),
-      /mode 0755, expected 0700/,
-    );
+    let rejection: CliError | null = null;
+    try {
+      await ensureRamDir(choice, uid);
+    } catch (caught) {
+      rejection = caught as CliError;
+    }
+    assert.match(rejection?.message ?? "", /mode 0755, expected 0700/);
+    // chmod fixes it; login sessions and other tmpfs mounts do not apply.
+    assert.deepEqual(rejection?.hints, [
+      `if you created it yourself: chmod 700 ${choice.path}`,
+    ]);
   });
 });

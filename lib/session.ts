@@ -201,11 +201,14 @@ export class Session {
     this.#users = null;
   }
 
-  /** Reads `session.json`; returns null when missing or unreadable. */
-  readState(): SessionState | null {
+  /**
+   * Reads `session.json`, this session's or the one in another RAM
+   * directory; returns null when missing or unreadable.
+   */
+  readState(ramDir = this.ramDir): SessionState | null {
     try {
       const state = JSON.parse(
-        Deno.readTextFileSync(this.#statePath),
+        Deno.readTextFileSync(join(ramDir, "session.json")),
       ) as SessionState;
       return state.version === 1 ? state : null;
     } catch {
@@ -415,7 +418,16 @@ export class Session {
           this.linkPath,
           this.ramCopy,
           this.config.store,
-          (action, ramDir) => this.command(action, this.config.store, ramDir),
+          // That session's own store, which may differ from this run's.
+          (action, ramDir) =>
+            this.command(
+              action,
+              (ramDir === undefined
+                ? undefined
+                : this.readState(ramDir)?.store) ??
+                this.config.store,
+              ramDir,
+            ),
         );
       }
     }
@@ -1230,7 +1242,11 @@ export class Session {
         hints: [
           `this command acts on ${this.ramDir} only, so it changed nothing`,
           `to save and remove that copy: ${
-            this.command("--cleanup", this.config.store, otherRamDir)
+            this.command(
+              "--cleanup",
+              this.readState(otherRamDir)?.store ?? this.config.store,
+              otherRamDir,
+            )
           }`,
         ],
       },
