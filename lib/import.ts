@@ -11,13 +11,19 @@
  * @module
  */
 
+import { isOlder } from "./auth_json.ts";
 import { dirname } from "./path.ts";
 import { ensureLink, inspectLink } from "./link.ts";
-import { CliError, notice, warn } from "./output.ts";
+import { CliError, notice, shellQuote, warn } from "./output.ts";
 import { lstatOrNull } from "./ram_dir.ts";
 import { rememberRecipients } from "./recipients.ts";
 import type { Session } from "./session.ts";
-import { readStore, replaceStore, syncDirectory } from "./store.ts";
+import {
+  parseStoreHeader,
+  readStore,
+  replaceStore,
+  syncDirectory,
+} from "./store.ts";
 import { fingerprintOf } from "./fingerprint.ts";
 import { WorkerError } from "./worker.ts";
 
@@ -68,11 +74,31 @@ export async function importPlaintext(
     }
 
     const worker = session.worker();
+    // Read before the adopt, which the worker keeps as its pending plaintext.
+    const storeLastRefresh = existing === null
+      ? null
+      : await lastRefreshOf(session, existing);
     const found = await session.withCodexLock(() => worker.adopt(linkPath));
     if (!found.valid) {
       throw new CliError(
         `plaintext auth.json is not a valid codex login: ${linkPath}: ${found.reason}`,
         { hints: ["nothing was changed"] },
+      );
+    }
+    if (isOlder(found.lastRefresh, storeLastRefresh)) {
+      throw new CliError(
+        `the store holds newer tokens than the plaintext auth.json: last_refresh ${storeLastRefresh} in ${config.store}, ${found.lastRefresh} in ${linkPath}`,
+        {
+          hints: [
+            "nothing was changed; --force does not replace newer tokens with older ones",
+            `to keep the store's login, remove the plaintext file: rm ${
+              shellQuote(linkPath)
+            }`,
+            `to import it all the same, move the store aside first: mv ${
+              shellQuote(config.store)
+            } ${shellQuote(`${config.store}.old`)}`,
+          ],
+        },
       );
     }
     let ciphertext: Uint8Array;
@@ -133,6 +159,30 @@ export async function importPlaintext(
       }, then ${session.command("-- login")}`,
     ],
   );
+}
+
+/**
+ * Reads `last_refresh` from the store an import with --force would replace.
+ * A store this run cannot decrypt (a lost key, which is what --force is for)
+ * or one that needs a passphrase gives null, and the import goes on.
+ */
+async function lastRefreshOf(
+  session: Session,
+  ciphertext: Uint8Array,
+): Promise<string | null> {
+  if (parseStoreHeader(ciphertext)?.passphrase !== false) return null;
+  try {
+    return (await session.worker().decrypt(
+      session.config.store,
+      session.config.identities,
+    )).lastRefresh;
+  } catch (error) {
+    if (!(error instanceof WorkerError)) throw error;
+    notice(
+      `cannot decrypt the store with the identities given, so its tokens are not compared and --force replaces it: ${session.config.store}`,
+    );
+    return null;
+  }
 }
 
 /** Rejects an import unless the link's path is a plaintext file. */
