@@ -32,11 +32,15 @@ import {
 import type { LoginSummary } from "./login_summary.ts";
 import { lstatOrNull, RAMFS_MAGIC, TMPFS_MAGIC } from "./ram_dir.ts";
 import type { Session, SessionState } from "./session.ts";
-import { MAX_KEY_FILE_BYTES, parseStoreHeader } from "./store.ts";
-import { fingerprintOf } from "./fingerprint.ts";
+import {
+  MAX_KEY_FILE_BYTES,
+  MAX_STORE_BYTES,
+  parseStoreHeader,
+} from "./store.ts";
+import { fingerprintOf, sha256Hex } from "./fingerprint.ts";
 import { WorkerError } from "./worker.ts";
 import { isOlder } from "./auth_json.ts";
-import { shorterTtl } from "./options.ts";
+import { formatDuration, shorterTtl } from "./options.ts";
 
 /** The kind of entry at `<codex home>/auth.json`. `ok` and `dangling` are links to the RAM copy. */
 export type LinkStatus =
@@ -53,6 +57,7 @@ export type FilesystemKind = "tmpfs" | "ramfs" | "other";
 /** The kinds of warning {@linkcode collectStatus} reports. */
 export type StatusWarningCode =
   | "store-not-age"
+  | "store-changed"
   | "plaintext-auth-json"
   | "stray-auth-copy"
   | "env-credentials"
@@ -249,8 +254,34 @@ export async function collectStatus(
   report.warnings = collectWarnings(inputs, report, {
     ramCopyInfo,
     linkTargetDirKind,
+    storeChanged: report.state === "unlocked" && inputs.state !== null &&
+      await storeChangedSince(inputs.store, inputs.state),
   });
   return report;
+}
+
+/**
+ * Tells whether the store differs from the one the session last read or
+ * wrote, as the next write-back finds out before it refuses to replace it.
+ * A store write still pending counts as the session's own.
+ */
+async function storeChangedSince(
+  path: string,
+  state: SessionState,
+): Promise<boolean> {
+  let bytes: Uint8Array;
+  try {
+    const info = Deno.statSync(path);
+    // A FIFO or device is not read; a store too large for runs is reported
+    // by them.
+    if (!info.isFile || info.size > MAX_STORE_BYTES) return false;
+    bytes = Deno.readFileSync(path);
+  } catch {
+    return false;
+  }
+  const sha256 = await sha256Hex(bytes);
+  return sha256 !== state.storeSha256 &&
+    sha256 !== state.pending?.storeSha256;
 }
 
 /** Reads the store's age header from its first bytes. */
@@ -455,6 +486,8 @@ function collectWarnings(
     ramCopyInfo: Deno.FileInfo | null;
     /** The filesystem of the directory a foreign link points into. */
     linkTargetDirKind: FilesystemKind | null;
+    /** Whether the store changed since the session last read or wrote it. */
+    storeChanged: boolean;
   },
 ): StatusWarning[] {
   const { ramCopyInfo, linkTargetDirKind } = found;
@@ -473,6 +506,19 @@ function collectWarnings(
       message: `the store is not a readable age file: ${inputs.store}; ` +
         "every secure-codex run fails on it, so restore it from a backup, " +
         `or move it aside and log in again with ${command("-- login")}`,
+      path: inputs.store,
+    });
+  }
+
+  // A store that is not age is the more basic problem, reported above.
+  if (found.storeChanged && report.store.encryption !== null) {
+    warnings.push({
+      code: "store-changed",
+      message:
+        `the store changed since this session last read or wrote it: ${inputs.store}; ` +
+        "another program or session wrote it, so refreshed tokens in RAM are not written over it: " +
+        `to use the store's login, run ${command("--cleanup --force")}; ` +
+        "to keep the RAM tokens, move the store aside and run secure-codex again, which saves them to a new store",
       path: inputs.store,
     });
   }
@@ -871,10 +917,11 @@ export function formatStatus(report: StatusReport): string {
     ["link status", report.link.status],
     ["link target", report.link.target ?? "none"],
     ["unlocked at", report.session.unlockedAt ?? "none"],
-    ["session age", formatDuration(report.session.ageSeconds)],
+    ["session age", formatAge(report.session.ageSeconds)],
     ["last write-back", report.session.lastWriteBackAt ?? "none"],
     [
       "time to live",
+      // As --ttl takes it, and as every message prints it.
       report.session.ttlSeconds
         ? formatDuration(report.session.ttlSeconds)
         : "none",
@@ -900,8 +947,8 @@ function yesNo(value: boolean | null): string {
   return value ? "yes" : "no";
 }
 
-/** Formats seconds as its two largest units, such as `2d 3h` or `5m 10s`. */
-function formatDuration(seconds: number | null): string {
+/** Formats an elapsed time as its two largest units, such as `2d 3h` or `5m 10s`. */
+function formatAge(seconds: number | null): string {
   if (seconds === null) return "unknown";
   if (seconds < 60) return `${seconds}s`;
   const units: [string, number][] = [

@@ -11,7 +11,7 @@ import {
   type StatusReport,
   type StatusWarningCode,
 } from "./status.ts";
-import { fingerprintOf } from "./fingerprint.ts";
+import { fingerprintOf, sha256Hex } from "./fingerprint.ts";
 
 /** A throwaway codex home with a store path and a RAM directory path, none created yet. */
 interface Home {
@@ -834,6 +834,50 @@ Deno.test("collectStatus warns about a RAM copy without state", async () => {
   });
 });
 
+Deno.test("collectStatus warns about a store changed since unlock", async () => {
+  await withHome(async (home) => {
+    unlock(home);
+    const store = new TextEncoder().encode(
+      "age-encryption.org/v1\n-> X25519 abc\nxyz\n--- mac\n",
+    );
+    Deno.writeFileSync(home.store, store);
+    const sha256 = await sha256Hex(store);
+
+    const same = await collectStatus(
+      home.inputs({ state: sessionState(home, { storeSha256: sha256 }) }),
+    );
+    assert.deepEqual(codes(same), []);
+    // A write of this session that has not recorded its end yet.
+    const pending = await collectStatus(home.inputs({
+      state: sessionState(home, {
+        pending: {
+          storeSha256: sha256,
+          plaintextSha256: "3".repeat(64),
+          plaintextFingerprint: "1:2:3:4:5",
+          lastRefresh: null,
+        },
+      }),
+    }));
+    assert.deepEqual(codes(pending), ["unsaved-changes"]);
+
+    const changed = await collectStatus(
+      home.inputs({ state: sessionState(home) }),
+    );
+    assert.deepEqual(codes(changed), ["store-changed"]);
+    const [warning] = warningsOf(changed, "store-changed");
+    assert.equal(warning.path, home.store);
+    assert.match(warning.message, /^the store changed since this session/);
+    assert.match(warning.message, /--cleanup --force/);
+    assert.doesNotMatch(warning.message, /\.$/);
+
+    // While locked there is no session to compare with.
+    const state = sessionState(home);
+    Deno.removeSync(home.ramCopy);
+    const locked = await collectStatus(home.inputs({ state }));
+    assert.deepEqual(codes(locked), []);
+  });
+});
+
 Deno.test("collectStatus warns about an older RAM copy", async () => {
   await withHome(async (home) => {
     unlock(home);
@@ -1110,7 +1154,7 @@ Deno.test("formatStatus prints one line per field", async () => {
     assert.ok(lines.includes("recipients: age1one, age1two"));
     assert.ok(lines.includes("link status: ok"));
     assert.ok(lines.includes("session age: 1h 2m"));
-    assert.ok(lines.includes("time to live: 1h 30m"));
+    assert.ok(lines.includes("time to live: 1h30m"));
     assert.ok(lines.includes("locks at: 2026-03-01T12:27:55.000Z"));
     assert.ok(lines.includes("unsaved changes: no"));
     assert.ok(lines.includes("email: dev@example.com"));
