@@ -62,6 +62,7 @@ function canonicalCodexHome(
   path: string,
   create: boolean,
   source: CodexHomeSource,
+  profile: string,
 ): string {
   const from = source === "default" ? "" : ` (from ${source})`;
   let info: Deno.FileInfo;
@@ -80,6 +81,10 @@ function canonicalCodexHome(
           `create it with: mkdir -p -m 700 ${shellQuote(path)}`,
           source === "CODEX_HOME"
             ? "or fix CODEX_HOME, or pass the right home with --real-codex-home PATH"
+            : source === "codexHome in the config file"
+            ? "or fix codexHome in the config file"
+            : profile !== "default"
+            ? `or set "codexHome" in profile ${profile} of the config file`
             : "or pass the right one with --real-codex-home PATH or SECURE_CODEX_REAL_CODEX_HOME",
         ],
       });
@@ -105,6 +110,7 @@ async function openSession(
     options.codexHome,
     createHome,
     options.codexHomeSource,
+    options.profile,
   );
   const uid = Deno.uid();
   if (uid === null) {

@@ -82,7 +82,7 @@ Options:
 Variables:
   SECURE_CODEX_KEEP        keep the RAM copy after codex exits (default: true);
                            false removes it when the last secure-codex exits
-  Booleans accept true, false, 1, 0, yes, no, on, off.
+  Booleans accept true, false, 1, 0, yes, no, on, off, in any case.
 
 Examples:
   secure-codex --identity ~/.config/age/key.txt -- login
