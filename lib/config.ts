@@ -157,6 +157,20 @@ export function parseConfig(
     fail(root?.offset ?? 0, "expected a JSON object at the top level");
   }
 
+  // JSON lets the last of two equal keys win without a word, so a second
+  // "store" or profile would silently replace the first.
+  const checkUnique = (
+    seen: Set<string>,
+    keyNode: jsonc.Node,
+    what: string,
+  ) => {
+    const key = keyNode.value as string;
+    if (seen.has(key)) {
+      fail(keyNode.offset, `duplicate ${what}`, "keep one of them");
+    }
+    seen.add(key);
+  };
+
   const baseDir = dirname(path);
   const toPath = (node: jsonc.Node, key: string): string => {
     if (node.type !== "string" || node.value === "") {
@@ -179,12 +193,14 @@ export function parseConfig(
   ) => {
     const settings: ProfileSettings = {};
     let profilesNode: jsonc.Node | undefined;
+    const seen = new Set<string>();
     for (const property of object.children ?? []) {
       const [keyNode, valueNode] = property.children ?? [];
       const key = keyNode.value as string;
       if (valueNode === undefined) {
         fail(keyNode.offset, `"${key}" has no value`);
       }
+      checkUnique(seen, keyNode, `key "${key}"${where}`);
       if (allowProfiles && key === "profiles") {
         profilesNode = valueNode;
         continue;
@@ -244,9 +260,11 @@ export function parseConfig(
     if (top.profilesNode.type !== "object") {
       fail(top.profilesNode.offset, `"profiles" must be an object of profiles`);
     }
+    const seen = new Set<string>();
     for (const property of top.profilesNode.children ?? []) {
       const [keyNode, valueNode] = property.children ?? [];
       const name = keyNode.value as string;
+      checkUnique(seen, keyNode, `profile "${name}"`);
       if (!isValidProfileName(name) || name === "default") {
         fail(
           keyNode.offset,

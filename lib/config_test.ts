@@ -603,6 +603,37 @@ const POSITION_CASES: [string, string, string, RegExp][] = [
     /^unknown key "codex_home" in profile "work"$/,
   ],
   [
+    "duplicate top-level key",
+    lines("{", '  "store": "~/a.age",', '  "store": "~/b.age",', "}"),
+    "3:3",
+    /^duplicate key "store"$/,
+  ],
+  [
+    "duplicate key in a profile",
+    lines(
+      "{",
+      '  "profiles": {',
+      '    "work": { "ttl": "1h", "ttl": "8h" },',
+      "  },",
+      "}",
+    ),
+    "3:28",
+    /^duplicate key "ttl" in profile "work"$/,
+  ],
+  [
+    "duplicate profile",
+    lines(
+      "{",
+      '  "profiles": {',
+      '    "work": {},',
+      '    "work": { "keep": false },',
+      "  },",
+      "}",
+    ),
+    "4:5",
+    /^duplicate profile "work"$/,
+  ],
+  [
     "path: a number",
     lines("{", '  "store": 42,', "}"),
     "2:12",
