@@ -177,6 +177,61 @@ function resolveSymlinks(path: string): string {
 }
 
 /**
+ * The free space a codex save needs in the RAM directory, with room to spare:
+ * codex writes a temp copy of `auth.json` (a few KiB) beside the file it
+ * replaces.
+ */
+export const RAM_HEADROOM_BYTES = 64 * 1024;
+
+/**
+ * Checks that codex can save refreshed tokens in the RAM directory, by
+ * writing and removing a file of {@linkcode RAM_HEADROOM_BYTES} zeros. A
+ * refresh codex cannot save is lost: the server has already replaced the old
+ * refresh token, and codex reports the failed write nowhere the user sees.
+ * Deno has no statfs of its own, and loading `node:fs` for one would cost a
+ * warm start more than this write.
+ *
+ * @example
+ * ```ts
+ * checkRamSpace("/run/user/1000/secure-codex/0123456789abcdef");
+ * ```
+ */
+export function checkRamSpace(ramDir: string): void {
+  // The ".auth-" prefix makes a probe left by a killed run a stale temp file,
+  // which the next unlock removes.
+  const probe = join(ramDir, `.auth-space-${crypto.randomUUID().slice(0, 8)}`);
+  try {
+    Deno.writeFileSync(probe, new Uint8Array(RAM_HEADROOM_BYTES), {
+      createNew: true,
+      mode: 0o600,
+    });
+  } catch (error) {
+    if (!/No space left on device|Disk quota exceeded/.test(String(error))) {
+      throw error;
+    }
+    throw new CliError(
+      `less than ${
+        RAM_HEADROOM_BYTES / 1024
+      } KiB free in the RAM directory's filesystem: ${ramDir}`,
+      {
+        hints: [
+          "codex could not save refreshed tokens there, and a refresh it cannot save is lost",
+          `free space on it (df -h ${
+            shellQuote(ramDir)
+          } shows its use), then run secure-codex again`,
+        ],
+      },
+    );
+  } finally {
+    try {
+      Deno.removeSync(probe);
+    } catch {
+      // Not created, or removed by an unlock's stale temp file cleanup.
+    }
+  }
+}
+
+/**
  * Stats a path without following a symlink. Returns null when it does not exist.
  *
  * @example

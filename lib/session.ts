@@ -29,6 +29,7 @@ import { lockFile, tryLockFile } from "./lock.ts";
 import { mark } from "./trace.ts";
 import { CliError, hasTerminal, notice, shellQuote, warn } from "./output.ts";
 import {
+  checkRamSpace,
   ensureRamDir,
   lstatOrNull,
   type RamDirChoice,
@@ -460,6 +461,7 @@ export class Session {
       // Joined under the session lock, so no cleanup can run in between.
       this.#users = await lockFile(join(this.ramDir, "users.lock"), false);
     });
+    checkRamSpace(this.ramDir);
     const state = this.readState();
     if (
       // Identity recipients suffice, so the files are read only without them.

@@ -872,6 +872,75 @@ for (
   });
 }
 
+Deno.test({
+  name: "RAM directory nearly full before codex starts",
+  ignore: NOT_ROOT,
+  fn: async () => {
+    const fixture = await createFixture();
+    const smallRun = join(fixture.dir, "small-run");
+    let mounted = false;
+    try {
+      await fixture.writeStore(fakeLogin(fixture, `rt-${fixture.canary}`));
+      const original = await Deno.readFile(fixture.store);
+      await Deno.mkdir(smallRun, { mode: 0o700 });
+      await mountTmpfs(smallRun, "256k");
+      mounted = true;
+      const markDir = await resetMarkDir(fixture);
+      const fakeDir = await writeFakeCodex(
+        fixture,
+        `touch "$MARK_DIR/codex-ran"\n${NORMAL_CODEX}`,
+      );
+      const env = fakeCodexEnv(fixture, fakeDir, {
+        XDG_RUNTIME_DIR: smallRun,
+        MARK_DIR: markDir,
+      });
+      const unlock = await fixture.run(["--", "login", "status"], { env });
+      assertCleanRun(unlock, "unlock on the small tmpfs");
+      await Deno.remove(join(markDir, "codex-ran"));
+
+      // Leave 16 KiB: enough for codex to start, too little to be sure a
+      // save of refreshed tokens fits.
+      const free = await runCommand("stat", ["-f", "-c", "%a %S", smallRun]);
+      const [blocks, blockSize] = free.stdout.trim().split(" ").map(Number);
+      const filler = join(smallRun, "filler");
+      await Deno.writeFile(filler, new Uint8Array(blocks * blockSize - 16384));
+
+      const result = await fixture.run(["--", "login", "status"], { env });
+      const context = `exit ${result.code}\n${result.stderr}`;
+      assert.equal(result.code, 1, context);
+      assert.match(
+        result.stderr,
+        /^secure-codex: less than 64 KiB free in the RAM directory's filesystem: .*\nsecure-codex: hint: codex could not save refreshed tokens there, and a refresh it cannot save is lost\nsecure-codex: hint: free space on it \(df -h .*\), then run secure-codex again\n$/,
+        context,
+      );
+      assert.ok(!pathExists(join(markDir, "codex-ran")), "codex ran");
+      assert.deepEqual(await Deno.readFile(fixture.store), original);
+      // The session stays unlocked: its RAM copy is left as it was.
+      const sessions = [...Deno.readDirSync(join(smallRun, "secure-codex"))];
+      assert.equal(sessions.length, 1);
+      const copy = join(
+        smallRun,
+        "secure-codex",
+        sessions[0].name,
+        "auth.json",
+      );
+      assert.equal(
+        (JSON.parse(Deno.readTextFileSync(copy)) as StoredAuth).tokens
+          ?.refresh_token,
+        `rt-${fixture.canary}`,
+      );
+
+      await Deno.remove(filler);
+      const next = await fixture.run(["--", "login", "status"], { env });
+      assertCleanRun(next, "run after freeing space");
+      assert.ok(pathExists(join(markDir, "codex-ran")), "codex did not run");
+    } finally {
+      if (mounted) await unmount(smallRun);
+      await fixture.dispose();
+    }
+  },
+});
+
 /**
  * Writes an `age` that logs its arguments (paths and public recipients,
  * nothing secret) to `log`, then execs the real age found on the test's PATH.
