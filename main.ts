@@ -277,8 +277,10 @@ async function run(options: Options): Promise<number | CodexExit> {
     // outlive runCodex's forwarding, so the wrapper exits only after leave().
     // They go before exitLikeCodex, which may raise codex's signal again.
     const ignore = () => {};
-    const held = ["SIGINT", ...FORWARDED_SIGNALS] as const;
-    for (const signal of held) Deno.addSignalListener(signal, ignore);
+    const deferredSignals = ["SIGINT", ...FORWARDED_SIGNALS] as const;
+    for (const signal of deferredSignals) {
+      Deno.addSignalListener(signal, ignore);
+    }
     try {
       mark("watch");
       let exit: CodexExit;
@@ -304,7 +306,9 @@ async function run(options: Options): Promise<number | CodexExit> {
       mark("leave");
       return exit;
     } finally {
-      for (const signal of held) Deno.removeSignalListener(signal, ignore);
+      for (const signal of deferredSignals) {
+        Deno.removeSignalListener(signal, ignore);
+      }
     }
   } finally {
     session.close();

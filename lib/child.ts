@@ -7,8 +7,8 @@
  * killing this process and SIGTSTP is left alone. The signals in
  * {@linkcode FORWARDED_SIGNALS} may be sent to this process alone, so they are
  * forwarded to codex. When a signal ended codex, this process ends by the same
- * signal once its work is done ({@linkcode exitLikeCodex}), so a shell sees
- * what it would see after running codex directly.
+ * signal once its work is done ({@linkcode exitLikeCodex}), so a shell gets
+ * the same exit status as from codex alone.
  *
  * @module
  */
@@ -50,7 +50,7 @@ const RERAISED_SIGNALS: ReadonlySet<Deno.Signal> = new Set<Deno.Signal>([
   "SIGPWR",
 ]);
 
-/** How codex ended. */
+/** The exit status of codex, as a shell reports it. */
 export interface CodexExit {
   /** The exit code, or 128 plus the signal number when a signal ended codex. */
   code: number;
@@ -160,7 +160,7 @@ export function childEnvironment(
 
 /**
  * Runs codex with inherited stdio and the file-store override in front of the
- * user's arguments, forwards signals, and tells how codex ended.
+ * user's arguments, forwards signals, and returns codex's exit status.
  *
  * @example
  * ```ts
@@ -213,8 +213,8 @@ export async function runCodex(
     const status = await child.status;
     return { code: exitCodeOf(status), signal: status.signal };
   } catch (error) {
-    // Deno names only the classic signals; for a real-time signal reading the
-    // status fails with "Invalid signal: N" after codex was reaped.
+    // Deno names only the classic signals. For a real-time signal, reading
+    // the status fails with "Invalid signal: N" after codex was reaped.
     const match = /^Invalid signal: (\d+)$/.exec((error as Error)?.message);
     if (match === null) throw error;
     return { code: 128 + Number(match[1]), signal: null };

@@ -162,11 +162,11 @@ export function parseConfig(
   const checkUnique = (
     seen: Set<string>,
     keyNode: jsonc.Node,
-    what: string,
+    label: string,
   ) => {
     const key = keyNode.value as string;
     if (seen.has(key)) {
-      fail(keyNode.offset, `duplicate ${what}`, "keep one of them");
+      fail(keyNode.offset, `duplicate ${label}`, "keep one of them");
     }
     seen.add(key);
   };

@@ -87,7 +87,7 @@ export async function importPlaintext(
     }
     if (isOlder(found.lastRefresh, storeLastRefresh)) {
       throw new CliError(
-        `the store holds newer tokens than the plaintext auth.json: last_refresh ${storeLastRefresh} in ${config.store}, ${found.lastRefresh} in ${linkPath}`,
+        `the store contains newer tokens than the plaintext auth.json: last_refresh ${storeLastRefresh} in ${config.store}, ${found.lastRefresh} in ${linkPath}`,
         {
           hints: [
             "nothing was changed; --force does not replace newer tokens with older ones",

@@ -418,7 +418,7 @@ export function resolveOptions(
       "give one action per command",
     );
   }
-  // A shell asks for these while it starts: an exported profile, TTL or
+  // A shell runs these while it starts, so an exported profile, TTL or
   // boolean meant for runs must not break its completion.
   const env = modeFlags[0] === "--completions" ||
       modeFlags[0] === "--list-profiles"

@@ -53,7 +53,7 @@ export class CliError extends Error {
  * output from child processes that share the terminal. A stderr that cannot
  * take them (a closed pipe, a terminal that hung up) loses them: a reader that
  * went away must not keep codex from starting or cut a write-back short, and
- * the exit code still tells how the run ended.
+ * the exit code still reports how the run ended.
  *
  * @example
  * ```ts

@@ -187,7 +187,7 @@ export const RAM_HEADROOM_BYTES = 64 * 1024;
  * Checks that codex can save refreshed tokens in the RAM directory, by
  * writing and removing a file of {@linkcode RAM_HEADROOM_BYTES} zeros. A
  * refresh codex cannot save is lost: the server has already replaced the old
- * refresh token, and codex reports the failed write nowhere the user sees.
+ * refresh token, and codex does not report the failed write on the terminal.
  * Deno has no statfs of its own, and loading `node:fs` for one would cost a
  * warm start more than this write.
  *

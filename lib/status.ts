@@ -272,8 +272,7 @@ async function storeChangedSince(
   let bytes: Uint8Array;
   try {
     const info = Deno.statSync(path);
-    // A FIFO or device is not read; a store too large for runs is reported
-    // by them.
+    // A FIFO or device is not read. Runs report a store that is too large.
     if (!info.isFile || info.size > MAX_STORE_BYTES) return false;
     bytes = Deno.readFileSync(path);
   } catch {

@@ -233,7 +233,7 @@ export async function writeBack(
   return { status: "saved" };
 }
 
-/** The recipients the store was last written to, as recorded beside it. */
+/** Reads the recipients the store was last written to, as recorded beside it. */
 function recordedRecipients(store: string, session: Session): string[] {
   try {
     return readRecipientsFile(besideRecipientsPath(store), session.config.uid);

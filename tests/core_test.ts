@@ -275,7 +275,7 @@ const EXIT_CASES = [
     code: 130,
     signal: null,
   },
-  // A shell that sees a job die of SIGINT or SIGTERM stops its loop, so the
+  // A shell whose job dies of SIGINT or SIGTERM stops its loop, so the
   // wrapper dies of the same signal, after its own work.
   {
     name: "SIGTERM death is raised again",
