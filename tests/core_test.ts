@@ -289,6 +289,12 @@ const EXIT_CASES = [
     code: 130,
     signal: "SIGINT",
   },
+  {
+    name: "SIGUSR1 death is raised again",
+    script: "kill -USR1 $$\n",
+    code: 138,
+    signal: "SIGUSR1",
+  },
   // A core dump of the wrapper could hold the worker's plaintext.
   {
     name: "SIGQUIT death gives 131 without a core dump",
