@@ -19,6 +19,10 @@ import { CliError } from "./output.ts";
  * The signals forwarded to codex: those a user or a supervisor sends to end a
  * program, and whose default action would otherwise end this process and
  * leave codex running without it.
+ *
+ * NOTE: Deno 2.9.2 and later also start the V8 inspector on 127.0.0.1:9229
+ * when this process gets SIGUSR1 after its first 0.5 s. A listener does not
+ * stop that, and Deno 2.9.6 has no setting that does.
  */
 export const FORWARDED_SIGNALS: readonly Deno.Signal[] = [
   "SIGTERM",
@@ -34,14 +38,15 @@ export const FORWARDED_SIGNALS: readonly Deno.Signal[] = [
  * those whose default action ends a process without a core dump. A core dump
  * of this process could hold the worker's plaintext, so for the others it
  * exits with 128 plus the signal number instead. SIGPIPE is left out because
- * Deno ignores it.
+ * Deno ignores it. SIGUSR1 is left out because Deno 2.9.2 and later start the
+ * V8 inspector on 127.0.0.1:9229 when a process that has run for 0.5 s gets
+ * it, and any local user can connect to that port.
  */
 const RERAISED_SIGNALS: ReadonlySet<Deno.Signal> = new Set<Deno.Signal>([
   "SIGHUP",
   "SIGINT",
   "SIGALRM",
   "SIGTERM",
-  "SIGUSR1",
   "SIGUSR2",
   "SIGSTKFLT",
   "SIGIO",

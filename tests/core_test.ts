@@ -289,11 +289,13 @@ const EXIT_CASES = [
     code: 130,
     signal: "SIGINT",
   },
+  // SIGUSR1 sent to the wrapper itself after 0.5 s would make Deno open its
+  // inspector on 127.0.0.1:9229.
   {
-    name: "SIGUSR1 death is raised again",
+    name: "SIGUSR1 death gives 138",
     script: "kill -USR1 $$\n",
     code: 138,
-    signal: "SIGUSR1",
+    signal: null,
   },
   // A core dump of the wrapper could hold the worker's plaintext.
   {
@@ -331,6 +333,48 @@ for (const exitCase of EXIT_CASES) {
     }
   });
 }
+
+/** Tells whether a server listens on 127.0.0.1:9229, Deno's inspector port. */
+async function inspectorListening(): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port: 9229 })).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("late SIGUSR1 death opens no inspector", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    assert.ok(
+      !(await inspectorListening()),
+      "port 9229 is in use before the test",
+    );
+    // After 0.5 s Deno starts its inspector on SIGUSR1, so the wrapper must
+    // not raise that signal on itself.
+    const fakeDir = await writeFakeCodex(fixture, "sleep 0.8\nkill -USR1 $$\n");
+    const child = spawnSecureCodex(
+      fixture,
+      ["--", "exec", "hi"],
+      fakeCodexEnv(fixture, fakeDir),
+    );
+    let seen = false;
+    let exited = false;
+    const output = child.output().finally(() => exited = true);
+    while (!exited) {
+      seen ||= await inspectorListening();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const result = await output;
+    assert.ok(!seen, "an inspector listened on 127.0.0.1:9229");
+    assert.equal(result.code, 138, new TextDecoder().decode(result.stderr));
+    assert.equal(result.signal, null);
+  } finally {
+    await fixture.dispose();
+  }
+});
 
 Deno.test("a closed stderr does not keep codex from running", async () => {
   const fixture = await createFixture();
