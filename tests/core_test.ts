@@ -789,3 +789,51 @@ done
     await fixture.dispose();
   }
 });
+
+Deno.test("npm registry is asked only for a config file", async () => {
+  const fixture = await createFixture();
+  const requests: string[] = [];
+  const registry = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (request) => {
+      requests.push(new URL(request.url).pathname);
+      return new Response("not found", { status: 404 });
+    },
+  );
+  try {
+    // An empty Deno cache, as on a machine that never ran secure-codex, and a
+    // registry that answers nothing.
+    const env = {
+      ...fixture.env,
+      DENO_DIR: await Deno.makeTempDir({ dir: fixture.dir, prefix: "deno-" }),
+      NPM_CONFIG_REGISTRY: `http://127.0.0.1:${registry.addr.port}/`,
+    };
+    const version = await runCommand(SECURE_CODEX, ["--version"], { env });
+    assert.equal(version.code, 0, version.stderr);
+    assert.equal(
+      requests.length,
+      0,
+      `a start without a config file asked npm: ${requests.join(", ")}`,
+    );
+
+    const config = join(fixture.dir, "config.jsonc");
+    await Deno.writeTextFile(config, "{}");
+    const status = await runCommand(
+      SECURE_CODEX,
+      ["--config", config, "--status"],
+      { env },
+    );
+    assert.equal(status.code, 1, status.stderr);
+    assert.match(
+      status.stderr,
+      /^secure-codex: cannot load the config file parser \(npm package jsonc-parser\) for /,
+    );
+    assert.ok(
+      requests.some((path) => path.includes("jsonc-parser")),
+      `no request for jsonc-parser: ${requests.join(", ")}`,
+    );
+  } finally {
+    await registry.shutdown();
+    await fixture.dispose();
+  }
+});

@@ -156,14 +156,15 @@ async function normalDenoDir(): Promise<string> {
 }
 
 /**
- * Fills the normal npm cache with the packages main.ts imports, resolved
+ * Fills the normal npm cache with the packages main.ts may import, resolved
  * through deno.lock, and returns a new, empty DENO_DIR under `parent` whose
  * `npm` directory links to that cache.
  */
 async function freshDenoDir(parent: string): Promise<string> {
   const cached = await runCommand(
     Deno.execPath(),
-    ["cache", "-q", "--frozen", "main.ts"],
+    // main.ts loads lib/config.ts by a specifier Deno does not read ahead.
+    ["cache", "-q", "--frozen", "main.ts", "lib/config.ts"],
     { cwd: ROOT },
   );
   assert.equal(cached.code, 0, `deno cache main.ts: ${cached.stderr}`);
