@@ -159,6 +159,9 @@ async function printStatus(
   );
 }
 
+/** The listener that keeps signals from ending a run before leave() is done. */
+function holdSignal(): void {}
+
 async function run(options: Options): Promise<number | CodexExit> {
   const { env: baseEnv, dropped } = childEnvironment(Deno.env.toObject());
   const command = classifyCodexCommand(options.codexArgs);
@@ -274,42 +277,35 @@ async function run(options: Options): Promise<number | CodexExit> {
       (outcome) => reportWriteBack(session, outcome),
     );
     // From here on a signal must not cut a write-back short: the listeners
-    // outlive runCodex's forwarding, so the wrapper exits only after leave().
-    // They go before exitLikeCodex, which may raise codex's signal again.
-    const ignore = () => {};
-    const deferredSignals = ["SIGINT", ...FORWARDED_SIGNALS] as const;
-    for (const signal of deferredSignals) {
-      Deno.addSignalListener(signal, ignore);
+    // outlive runCodex's forwarding and stay until the process exits, so a
+    // signal repeated after codex exits cannot change the exit status.
+    // exitLikeCodex releases only the signal it raises again.
+    for (const signal of ["SIGINT", ...FORWARDED_SIGNALS] as const) {
+      Deno.addSignalListener(signal, holdSignal);
     }
+    mark("watch");
+    let exit: CodexExit;
     try {
-      mark("watch");
-      let exit: CodexExit;
-      try {
-        exit = await runCodex(options.codexArgs, {
-          ...baseEnv,
-          CODEX_HOME: session.config.codexHome,
-        });
-      } finally {
-        mark("codex");
-        await watcher.stop();
-      }
-      // codex 0.171 exits 0 after a logout even when the revoke call failed;
-      // the tokens are then unusable for codex either way.
-      if (
-        command === "logout" && exit.code === 0 &&
-        await session.finishLogout()
-      ) {
-        return exit;
-      }
-      session.relinkIfRemoved();
-      await session.leave(options.keep);
-      mark("leave");
-      return exit;
+      exit = await runCodex(options.codexArgs, {
+        ...baseEnv,
+        CODEX_HOME: session.config.codexHome,
+      });
     } finally {
-      for (const signal of deferredSignals) {
-        Deno.removeSignalListener(signal, ignore);
-      }
+      mark("codex");
+      await watcher.stop();
     }
+    // codex 0.171 exits 0 after a logout even when the revoke call failed;
+    // the tokens are then unusable for codex either way.
+    if (
+      command === "logout" && exit.code === 0 &&
+      await session.finishLogout()
+    ) {
+      return exit;
+    }
+    session.relinkIfRemoved();
+    await session.leave(options.keep);
+    mark("leave");
+    return exit;
   } finally {
     session.close();
   }
@@ -468,4 +464,5 @@ const result = await main();
 writeTrace();
 await exitLikeCodex(
   typeof result === "number" ? { code: result, signal: null } : result,
+  (signal) => Deno.removeSignalListener(signal, holdSignal),
 );

@@ -234,17 +234,22 @@ export async function runCodex(
 /**
  * Ends this process as codex ended: by the same signal when a signal whose
  * default action ends a process without a core dump ended codex, otherwise
- * with the exit code. Call it last, once no listener for that signal is left,
- * or the signal only reaches the listener.
+ * with the exit code. `release` removes the caller's listeners for the signal
+ * about to be raised, which would otherwise catch it. Listeners for other
+ * signals stay, so a signal repeated now cannot change the exit status.
  *
  * @example
  * ```ts
  * await exitLikeCodex(await runCodex(["exec", "hi"], { PATH: "/usr/bin" }));
  * ```
  */
-export async function exitLikeCodex(exit: CodexExit): Promise<never> {
+export async function exitLikeCodex(
+  exit: CodexExit,
+  release: (signal: Deno.Signal) => void = () => {},
+): Promise<never> {
   if (exit.signal !== null && RERAISED_SIGNALS.has(exit.signal)) {
     try {
+      release(exit.signal);
       Deno.kill(Deno.pid, exit.signal);
       // Deno carries out a signal's default action from its event loop, so
       // the process ends during this wait.
