@@ -159,7 +159,7 @@ async function printStatus(
   );
 }
 
-/** The listener that keeps signals from ending a run before leave() is done. */
+/** Ignores a signal, so that it cannot end a run before leave() is done. */
 function holdSignal(): void {}
 
 async function run(options: Options): Promise<number | CodexExit> {

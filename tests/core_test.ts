@@ -802,7 +802,7 @@ Deno.test("npm registry is asked only for a config file", async () => {
   );
   try {
     // An empty Deno cache, as on a machine that never ran secure-codex, and a
-    // registry that answers nothing.
+    // registry that returns 404 for every request.
     const env = {
       ...fixture.env,
       DENO_DIR: await Deno.makeTempDir({ dir: fixture.dir, prefix: "deno-" }),
