@@ -555,7 +555,8 @@ export function resolveOptions(
   else if (modeFlags.length === 1) mode = MODE_FLAGS[modeFlags[0]];
   else if (cleanupVariable) mode = "cleanup";
 
-  checkCombinations(parsed, mode, recipientsSetting !== undefined);
+  // recipientsFile in the config file counts too: write-back already uses it.
+  checkCombinations(parsed, mode, recipientsFile !== undefined);
   if (mode === "run" && !parsed.separator) {
     checkMistypedOption(parsed.codexArgs[0]);
   }
@@ -647,7 +648,7 @@ function checkCombinations(
   if (mode === "rekey" && !recipientsGiven) {
     throw usageError(
       "--rekey needs the new recipients: --recipients-file PATH",
-      "write the new recipients, one per line, to a file and pass it with --recipients-file",
+      "write the new recipients, one per line, to a file and pass it with --recipients-file, or set recipientsFile in the config file",
     );
   }
 }

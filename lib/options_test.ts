@@ -324,3 +324,13 @@ Deno.test("completions and the profile list ignore run settings in the environme
     /profile not found: missing/,
   );
 });
+
+Deno.test("rekey takes recipientsFile from the config file", () => {
+  const options = resolveOptions(parseArguments(["--rekey"]), HOME, {
+    path: "/home/me/.config/secure-codex/config.jsonc",
+    settings: { recipientsFile: "/home/me/new-recipients.txt" },
+    profiles: {},
+  });
+  assert.equal(options.mode, "rekey");
+  assert.equal(options.recipientsFile, "/home/me/new-recipients.txt");
+});
