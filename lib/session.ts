@@ -51,6 +51,7 @@ import {
   WorkerError,
 } from "./worker.ts";
 import {
+  NO_IDENTITY_TO_CHECK,
   RECENT_WRITE_MS,
   writeBack,
   type WriteBackOptions,
@@ -1450,6 +1451,18 @@ export function reportWriteBack(
       // Expected while codex runs; the write-back after it exits reports.
       break;
     case "locks-out":
+      if (outcome.reason === NO_IDENTITY_TO_CHECK) {
+        warn(
+          `refreshed tokens are not saved: the recipients in ${outcome.recipientsFile} differ from the store's, and no identity was given to check that one of them can decrypt the new store`,
+          [
+            `the store is unchanged and the tokens stay in RAM at ${session.ramCopy}`,
+            `run ${
+              session.command("-- login status")
+            } with --identity for one of the new recipients, or change the recipients with --rekey (README, Recipients)`,
+          ],
+        );
+        break;
+      }
       warn(
         `refreshed tokens are not saved: this run's identities cannot decrypt a store encrypted to ${outcome.recipientsFile}: ${outcome.reason}`,
         [

@@ -173,26 +173,19 @@ export async function writeBack(
   }
   if (
     resolved.source === "--recipients-file" &&
-    session.config.identities.length > 0 &&
     !sameRecipients(recipients, recordedRecipients(state.store, session))
   ) {
     // Recipients other than the store's last ones: a file without the user's
     // own key would lock them out at the next unlock, so the new store must
     // decrypt with this run's identities before it replaces the old one.
     // Only then, because a plugin identity may ask for a touch each time.
-    let reason = "no identity matched any of the recipients";
-    let matches = false;
-    try {
-      matches = await worker.verify(
-        "snapshot",
-        ciphertext,
-        session.config.identities,
-      );
-    } catch (error) {
-      if (!(error instanceof WorkerError)) throw error;
-      reason = error.message;
-    }
-    if (!matches) {
+    const reason = await checkNewRecipients(
+      session,
+      ciphertext,
+      recipients,
+      current !== null,
+    );
+    if (reason !== null) {
       return {
         status: "locks-out",
         recipientsFile: resolved.path ?? "",
@@ -231,6 +224,48 @@ export async function writeBack(
     }
   }
   return { status: "saved" };
+}
+
+/** The reason {@linkcode checkNewRecipients} gives when the run has no identity. */
+export const NO_IDENTITY_TO_CHECK = "no identity was given to check them";
+
+/** Recipients that failed {@linkcode checkNewRecipients}, with the reason. */
+const rejectedRecipients = new WeakMap<
+  Session,
+  { recipients: string; reason: string }
+>();
+
+/**
+ * Test-decrypts a store encrypted to new recipients with this run's
+ * identities. Returns why the new store would lock the user out, or null when
+ * it decrypts. Without an identity it cannot tell, so it rejects the change
+ * while there is a store to lose. A failed list is not tried again in this
+ * process, so age does not print the same error at every write-back.
+ */
+async function checkNewRecipients(
+  session: Session,
+  ciphertext: Uint8Array,
+  recipients: readonly string[],
+  storeExists: boolean,
+): Promise<string | null> {
+  const { identities } = session.config;
+  if (identities.length === 0) {
+    return storeExists ? NO_IDENTITY_TO_CHECK : null;
+  }
+  const key = recipients.join("\n");
+  const rejected = rejectedRecipients.get(session);
+  if (rejected?.recipients === key) return rejected.reason;
+  let reason = "no identity matched any of the recipients";
+  try {
+    if (await session.worker().verify("snapshot", ciphertext, identities)) {
+      return null;
+    }
+  } catch (error) {
+    if (!(error instanceof WorkerError)) throw error;
+    reason = error.message;
+  }
+  rejectedRecipients.set(session, { recipients: key, reason });
+  return reason;
 }
 
 /** Reads the recipients the store was last written to, as recorded beside it. */

@@ -799,6 +799,102 @@ Deno.test("write-back refuses recipients the identities cannot decrypt", async (
   }
 });
 
+/** A fake codex that saves FAKE_AUTH_1, then FAKE_AUTH_2, through the link. */
+const SAVE_TWICE = `target=$(readlink -f "$CODEX_HOME/auth.json")
+for login in "$FAKE_AUTH_1" "$FAKE_AUTH_2"; do
+  printf '%s' "$login" > "$(dirname "$target")/.auth-fake"
+  mv "$(dirname "$target")/.auth-fake" "$target"
+  sleep 0.5
+done
+`;
+
+Deno.test("write-back checks new recipients once per run", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const original = await decryptText(fixture.identity, fixture.store);
+    const other = await makeIdentity(fixture, "other-identity");
+    const foreign = await writeRecipientsFile(
+      fixture,
+      "foreign-recipients.txt",
+      other.recipient,
+    );
+    const fakeDir = await writeFakeCodex(fixture, SAVE_TWICE);
+    const login = (n: number) =>
+      JSON.stringify(fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: `rt-twice-${n}-${fixture.canary}`,
+        lastRefresh: new Date(Date.now() + n * 60_000).toISOString(),
+      }));
+    const env = {
+      PATH: `${fakeDir}:${fixture.env.PATH}`,
+      FAKE_AUTH_1: login(1),
+      FAKE_AUTH_2: login(2),
+    };
+    const result = await fixture.run(
+      ["--recipients-file", foreign, "--", "exec", "hi"],
+      { env },
+    );
+    assert.equal(result.code, 0, result.stderr);
+    // Three write-backs (two saves and the one after codex exits) refused
+    // the same recipients; age ran, and printed its error, for the first.
+    const ageErrors = result.stderr.match(/^secure-codex: age: error: /gm);
+    assert.equal(ageErrors?.length, 1, result.stderr);
+    assert.equal(await decryptText(fixture.identity, fixture.store), original);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("write-back without an identity keeps the recipients", async () => {
+  const fixture = await createFixture();
+  const mock = startTokenMock({ canary: fixture.canary, first: "rt-1" });
+  try {
+    await fixture.writeStore(
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-1",
+        expiresIn: -600,
+      }),
+    );
+    const original = await decryptText(fixture.identity, fixture.store);
+    const unlock = await fixture.run(["--unlock"]);
+    assert.equal(unlock.code, 0, unlock.stderr);
+    const other = await makeIdentity(fixture, "other-identity");
+    const foreign = await writeRecipientsFile(
+      fixture,
+      "foreign-recipients.txt",
+      other.recipient,
+    );
+    // The session is unlocked, so this run needs no identity, and without
+    // one it cannot check that the new recipients leave a way in.
+    const refresh = await fixture.run(
+      ["--recipients-file", foreign, "--", "mcp", "list"],
+      {
+        env: {
+          SECURE_CODEX_IDENTITY: "",
+          CODEX_REFRESH_TOKEN_URL_OVERRIDE: mock.url,
+        },
+      },
+    );
+    assert.equal(refresh.code, 0, refresh.stderr);
+    assert.match(
+      refresh.stderr,
+      new RegExp(
+        `secure-codex: warning: refreshed tokens are not saved: the recipients in ${foreign} differ from the store's, and no identity was given`,
+      ),
+    );
+    assert.equal(await decryptText(fixture.identity, fixture.store), original);
+    assert.ok(
+      !pathExists(`${fixture.store}.recipients`),
+      "the foreign recipients were recorded beside the store",
+    );
+  } finally {
+    await mock.close();
+    await fixture.dispose();
+  }
+});
+
 Deno.test("rekey: no RAM copy", async () => {
   const fixture = await createFixture();
   try {
