@@ -1167,3 +1167,21 @@ Deno.test("configLocation rejects a codex setting as --config", () => {
   assert.match(error.message, /not a codex setting: model=o3$/);
   assert.match(error.hints[0], /use -c model=o3/);
 });
+
+Deno.test("a configured store stays with its home through a symlink", () =>
+  withTempDir((dir) => {
+    // /home/me reached as /linked/me, as on systems where /home is a link.
+    const home = join(dir, "me");
+    Deno.mkdirSync(join(home, ".codex"), { recursive: true });
+    Deno.symlinkSync(dir, join(dir, "linked"));
+    const config = parse(
+      '{ "codexHome": "~/.codex", "store": "~/vault/main.age" }',
+      home,
+    );
+    const options = resolveOptions(
+      parseArguments([]),
+      { HOME: home, CODEX_HOME: join(dir, "linked", "me", ".codex") },
+      config,
+    );
+    assert.equal(options.store, join(home, "vault", "main.age"));
+  }));

@@ -96,7 +96,7 @@ export async function importPlaintext(
             }`,
             `to import it all the same, move the store aside first: mv ${
               shellQuote(config.store)
-            } ${shellQuote(`${config.store}.old`)}`,
+            } ${shellQuote(asideName(config.store))}`,
           ],
         },
       );
@@ -170,7 +170,16 @@ async function lastRefreshOf(
   session: Session,
   ciphertext: Uint8Array,
 ): Promise<string | null> {
-  if (parseStoreHeader(ciphertext)?.passphrase !== false) return null;
+  const header = parseStoreHeader(ciphertext);
+  if (header === null || header.passphrase) {
+    // A passphrase would need a prompt the user did not ask for.
+    notice(
+      `the store is ${
+        header === null ? "not an age file" : "passphrase-encrypted"
+      }, so its tokens are not compared and --force replaces it: ${session.config.store}`,
+    );
+    return null;
+  }
   try {
     return (await session.worker().decrypt(
       session.config.store,
@@ -183,6 +192,15 @@ async function lastRefreshOf(
     );
     return null;
   }
+}
+
+/**
+ * Names a place to move a store aside. It keeps the `.age` suffix, which tells
+ * people and `--status` that the file is ciphertext, not a plaintext copy.
+ */
+function asideName(store: string): string {
+  const base = store.endsWith(".age") ? store.slice(0, -".age".length) : store;
+  return `${base}.old.age`;
 }
 
 /** Rejects an import unless the link's path is a plaintext file. */

@@ -211,6 +211,19 @@ function absolutePath(path: string, home: string | undefined): string {
   return isAbsolute(path) ? resolve(path) : resolve(Deno.cwd(), path);
 }
 
+/**
+ * Tells whether two paths name one directory, also when a symlink (such as a
+ * linked /home) leads to it. Missing paths compare as written.
+ */
+function isSameDirectory(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    return Deno.realPathSync(a) === Deno.realPathSync(b);
+  } catch {
+    return false;
+  }
+}
+
 /** argv split into our options and codex's arguments, before any lookup. */
 export interface ParsedArguments {
   /** Values of our options, by option name (the last one wins). */
@@ -522,7 +535,8 @@ export function resolveOptions(
       ? join(home, profile === "default" ? ".codex" : `.codex-${profile}`)
       : undefined);
   const configStore = codexHomeSource === "codexHome in the config file" ||
-      codexHomeSource === "default" || codexHome === configHome
+      codexHomeSource === "default" ||
+      (configHome !== undefined && isSameDirectory(codexHome, configHome))
     ? profileSettings.store
     : undefined;
   const store = storeSetting !== undefined

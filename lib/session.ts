@@ -447,6 +447,9 @@ export class Session {
         // Only a first or interrupted start pays for the directory scans;
         // the warm path above stays a handful of system calls.
         await this.#removeStaleTempFiles();
+        // Before any plaintext is written: a session unlocked into a full
+        // filesystem would stay unlocked after the check below stopped it.
+        if (ramInfo === null) checkRamSpace(this.ramDir);
         if (ramInfo !== null) await this.#recover();
         else if (
           options.newLogin &&
@@ -462,6 +465,8 @@ export class Session {
       // Joined under the session lock, so no cleanup can run in between.
       this.#users = await lockFile(join(this.ramDir, "users.lock"), false);
     });
+    // Also when the copy was there already: codex saves refreshed tokens
+    // into this filesystem, however the copy got there.
     checkRamSpace(this.ramDir);
     const state = this.readState();
     if (

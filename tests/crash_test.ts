@@ -934,6 +934,28 @@ Deno.test({
       const next = await fixture.run(["--", "login", "status"], { env });
       assertCleanRun(next, "run after freeing space");
       assert.ok(pathExists(join(markDir, "codex-ran")), "codex did not run");
+
+      // Locked, the same check comes before the unlock, so a stopped run
+      // leaves no plaintext behind.
+      const lock = await fixture.run(["--cleanup"], { env });
+      assertCleanRun(lock, "cleanup");
+      const freeAgain = await runCommand("stat", [
+        "-f",
+        "-c",
+        "%a %S",
+        smallRun,
+      ]);
+      const [blocksAgain, sizeAgain] = freeAgain.stdout.trim().split(" ").map(
+        Number,
+      );
+      await Deno.writeFile(
+        filler,
+        new Uint8Array(blocksAgain * sizeAgain - 16384),
+      );
+      const cold = await fixture.run(["--", "login", "status"], { env });
+      assert.equal(cold.code, 1, cold.stderr);
+      assert.match(cold.stderr, /less than 64 KiB free in the RAM directory/);
+      assert.ok(!pathExists(copy), "the stopped run unlocked the session");
     } finally {
       if (mounted) await unmount(smallRun);
       await fixture.dispose();
