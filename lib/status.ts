@@ -254,7 +254,10 @@ export async function collectStatus(
   report.warnings = collectWarnings(inputs, report, {
     ramCopyInfo,
     linkTargetDirKind,
+    // A session of another store has its own warning in runs; its hash
+    // says nothing about this store.
     storeChanged: report.state === "unlocked" && inputs.state !== null &&
+      inputs.state.store === inputs.store &&
       await storeChangedSince(inputs.store, inputs.state),
   });
   return report;

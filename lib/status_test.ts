@@ -870,6 +870,12 @@ Deno.test("collectStatus warns about a store changed since unlock", async () => 
     assert.match(warning.message, /--cleanup --force/);
     assert.doesNotMatch(warning.message, /\.$/);
 
+    // A session recorded for another store is not compared with this one.
+    const elsewhere = await collectStatus(home.inputs({
+      state: sessionState(home, { store: `${home.store}.other` }),
+    }));
+    assert.deepEqual(codes(elsewhere), []);
+
     // While locked there is no session to compare with.
     const state = sessionState(home);
     Deno.removeSync(home.ramCopy);
