@@ -66,8 +66,9 @@ Options:
   --import                 encrypt the plaintext <codex home>/auth.json into
                            the store, prove it decrypts, move the plaintext
                            into RAM and put the link in its place
-  --rekey                  re-encrypt the store to --recipients-file after
-                           proving the current store decrypts
+  --rekey                  re-encrypt the store to --recipients-file (or
+                           recipientsFile in the config file) after proving
+                           the current store decrypts
   --status                 print whether the session is unlocked, its files,
                            recipients, login and warnings; no secret is shown
   --json                   with --status: print JSON

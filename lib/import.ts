@@ -15,7 +15,7 @@ import { isOlder } from "./auth_json.ts";
 import { dirname } from "./path.ts";
 import { ensureLink, inspectLink } from "./link.ts";
 import { CliError, notice, shellQuote, warn } from "./output.ts";
-import { lstatOrNull } from "./ram_dir.ts";
+import { checkRamSpace, lstatOrNull } from "./ram_dir.ts";
 import { rememberRecipients } from "./recipients.ts";
 import type { Session } from "./session.ts";
 import {
@@ -72,6 +72,9 @@ export async function importPlaintext(
     if (!options.force && existing !== null) {
       throw storeExists(config.store, linkPath);
     }
+    // The import leaves the login unlocked in RAM, where codex saves its
+    // refreshes, so the same space check as a run's comes first.
+    checkRamSpace(session.ramDir);
 
     const worker = session.worker();
     // Read before the adopt, which the worker keeps as its pending plaintext.

@@ -1461,9 +1461,12 @@ export function reportWriteBack(
           `refreshed tokens are not saved: the recipients in ${outcome.recipientsFile} differ from the store's, and no identity was given to check that one of them can decrypt the new store`,
           [
             `the store is unchanged and the tokens stay in RAM at ${session.ramCopy}`,
-            `run ${
-              session.command("-- login status")
-            } with --identity for one of the new recipients, or change the recipients with --rekey (README, Recipients)`,
+            `to save them, run with an identity for one of the new recipients: ${
+              session.command("")
+            } --recipients-file ${
+              shellQuote(outcome.recipientsFile)
+            } --identity PATH -- login status`,
+            "or change the recipients with --rekey (README, Recipients)",
           ],
         );
         break;

@@ -956,6 +956,24 @@ Deno.test({
       assert.equal(cold.code, 1, cold.stderr);
       assert.match(cold.stderr, /less than 64 KiB free in the RAM directory/);
       assert.ok(!pathExists(copy), "the stopped run unlocked the session");
+
+      // An import also leaves the login unlocked in RAM, so it checks too,
+      // before it changes anything.
+      await Deno.rename(fixture.store, `${fixture.store}.aside`);
+      const plaintext = join(fixture.codexHome, "auth.json");
+      await Deno.remove(plaintext);
+      await Deno.writeTextFile(
+        plaintext,
+        '{"OPENAI_API_KEY": "sk-not-secret"}',
+      );
+      const imported = await fixture.run(["--import"], { env });
+      assert.equal(imported.code, 1, imported.stderr);
+      assert.match(
+        imported.stderr,
+        /less than 64 KiB free in the RAM directory/,
+      );
+      assert.ok(Deno.lstatSync(plaintext).isFile, "the plaintext was moved");
+      assert.ok(!pathExists(fixture.store), "a store was written");
     } finally {
       if (mounted) await unmount(smallRun);
       await fixture.dispose();

@@ -884,6 +884,13 @@ Deno.test("write-back without an identity keeps the recipients", async () => {
         `secure-codex: warning: refreshed tokens are not saved: the recipients in ${foreign} differ from the store's, and no identity was given`,
       ),
     );
+    // The printed command keeps the new recipients, so it saves to them.
+    assert.match(
+      refresh.stderr,
+      new RegExp(
+        `secure-codex: hint: to save them, run with an identity for one of the new recipients: secure-codex .*--recipients-file ${foreign} --identity PATH -- login status`,
+      ),
+    );
     assert.equal(await decryptText(fixture.identity, fixture.store), original);
     assert.ok(
       !pathExists(`${fixture.store}.recipients`),
