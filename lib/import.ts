@@ -198,7 +198,7 @@ async function lastRefreshOf(
 }
 
 /**
- * Names a place to move a store aside. It keeps the `.age` suffix, which tells
+ * Names a place to move a store aside. It keeps the `.age` suffix, which shows
  * people and `--status` that the file is ciphertext, not a plaintext copy.
  */
 function asideName(store: string): string {
