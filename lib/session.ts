@@ -434,6 +434,7 @@ export class Session {
       }
     }
     this.checkKeyFiles();
+    let spaceChecked = false;
     await this.withLock(async () => {
       if (replaced) await this.repairReplacedLink();
       const recorded = this.readState();
@@ -448,8 +449,11 @@ export class Session {
         // the warm path above stays a handful of system calls.
         await this.#removeStaleTempFiles();
         // Before any plaintext is written: a session unlocked into a full
-        // filesystem would stay unlocked after the check below stopped it.
-        if (ramInfo === null) checkRamSpace(this.ramDir);
+        // filesystem would stay unlocked if a later check stopped the run.
+        if (ramInfo === null) {
+          checkRamSpace(this.ramDir);
+          spaceChecked = true;
+        }
         if (ramInfo !== null) await this.#recover();
         else if (
           options.newLogin &&
@@ -467,7 +471,7 @@ export class Session {
     });
     // Also when the copy was there already: codex saves refreshed tokens
     // into this filesystem, however the copy got there.
-    checkRamSpace(this.ramDir);
+    if (!spaceChecked) checkRamSpace(this.ramDir);
     const state = this.readState();
     if (
       // Identity recipients suffice, so the files are read only without them.

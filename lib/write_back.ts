@@ -145,6 +145,23 @@ export async function writeBack(
     throw error;
   }
   const recipients = resolved.list;
+  // Recipients other than the store's last ones: a file without the user's
+  // own key would lock them out at the next unlock, so the new store must
+  // decrypt with this run's identities before it replaces the old one. Only
+  // then, because a plugin identity may ask for a touch each time.
+  const newRecipients = resolved.source === "--recipients-file" &&
+    !sameRecipients(recipients, recordedRecipients(state.store, session));
+  const recipientsFile = resolved.path ?? "";
+  if (
+    newRecipients && session.config.identities.length === 0 && current !== null
+  ) {
+    // Without an identity nothing can be checked, so nothing is encrypted.
+    return {
+      status: "locks-out",
+      recipientsFile,
+      reason: NO_IDENTITY_TO_CHECK,
+    };
+  }
   let target: EncryptionTarget;
   if (recipients.length > 0) {
     target = { recipients };
@@ -171,27 +188,9 @@ export async function writeBack(
     }
     throw error;
   }
-  if (
-    resolved.source === "--recipients-file" &&
-    !sameRecipients(recipients, recordedRecipients(state.store, session))
-  ) {
-    // Recipients other than the store's last ones: a file without the user's
-    // own key would lock them out at the next unlock, so the new store must
-    // decrypt with this run's identities before it replaces the old one.
-    // Only then, because a plugin identity may ask for a touch each time.
-    const reason = await checkNewRecipients(
-      session,
-      ciphertext,
-      recipients,
-      current !== null,
-    );
-    if (reason !== null) {
-      return {
-        status: "locks-out",
-        recipientsFile: resolved.path ?? "",
-        reason,
-      };
-    }
+  if (newRecipients && session.config.identities.length > 0) {
+    const reason = await checkNewRecipients(session, ciphertext, recipients);
+    if (reason !== null) return { status: "locks-out", recipientsFile, reason };
   }
   // Record the write before the rename: a process killed between the rename
   // and the final state write would otherwise leave a store that every later
@@ -226,7 +225,7 @@ export async function writeBack(
   return { status: "saved" };
 }
 
-/** The reason {@linkcode checkNewRecipients} gives when the run has no identity. */
+/** The reason a write-back to new recipients gives when the run has no identity. */
 export const NO_IDENTITY_TO_CHECK = "no identity was given to check them";
 
 /** Recipients that failed {@linkcode checkNewRecipients}, with the reason. */
@@ -238,20 +237,15 @@ const rejectedRecipients = new WeakMap<
 /**
  * Test-decrypts a store encrypted to new recipients with this run's
  * identities. Returns why the new store would lock the user out, or null when
- * it decrypts. Without an identity it cannot tell, so it rejects the change
- * while there is a store to lose. A failed list is not tried again in this
- * process, so age does not print the same error at every write-back.
+ * it decrypts. A failed list is not tried again in this process, so age does
+ * not print the same error at every write-back.
  */
 async function checkNewRecipients(
   session: Session,
   ciphertext: Uint8Array,
   recipients: readonly string[],
-  storeExists: boolean,
 ): Promise<string | null> {
   const { identities } = session.config;
-  if (identities.length === 0) {
-    return storeExists ? NO_IDENTITY_TO_CHECK : null;
-  }
   const key = recipients.join("\n");
   const rejected = rejectedRecipients.get(session);
   if (rejected?.recipients === key) return rejected.reason;
