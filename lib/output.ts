@@ -51,7 +51,7 @@ export class CliError extends Error {
 /**
  * Writes bytes to stderr synchronously, so messages keep their order with
  * output from child processes that share the terminal. A stderr that cannot
- * take them (a closed pipe, a terminal that hung up) loses them: a reader that
+ * take them (a closed pipe, a terminal that hung up) loses them. A reader that
  * went away must not keep codex from starting or cut a write-back short, and
  * the exit code still reports how the run ended.
  *

@@ -254,8 +254,8 @@ export async function collectStatus(
   report.warnings = collectWarnings(inputs, report, {
     ramCopyInfo,
     linkTargetDirKind,
-    // A session of another store has its own warning in runs; its hash
-    // says nothing about this store.
+    // Runs reject a session of another store with their own message, and
+    // its recorded hash belongs to that other store.
     storeChanged: report.state === "unlocked" && inputs.state !== null &&
       inputs.state.store === inputs.store &&
       await storeChangedSince(inputs.store, inputs.state),
