@@ -43,6 +43,8 @@ const SECURE_CODEX = join(ROOT, "scripts", "secure-codex");
 const MAIN = join(ROOT, "main.ts");
 const FLOOR = join(ROOT, "scripts", "bench_floor.ts");
 const FLOOR_NODE = join(ROOT, "scripts", "bench_floor_node.ts");
+const FLOOR_CALLS = join(ROOT, "scripts", "bench_floor_calls.ts");
+const FLOOR_WORKER = join(ROOT, "scripts", "bench_floor_worker.ts");
 const DOC = join(ROOT, "docs", "benchmarks.md");
 const WORK_ROOT = join(ROOT, ".tmp-tests");
 /** The flags `scripts/secure-codex` runs deno with. */
@@ -79,7 +81,8 @@ const STARTUP_FINDINGS = [
   "- `new Worker` blocks the main thread until the worker's isolate exists and has loaded its modules: 11–13 ms for a worker that only echoes, whatever the permissions. Starting age from the main thread before `new Worker`, with `-o` into the RAM directory so that it runs while the main thread blocks, saved 2.3 ms of 57 (median of paired differences, 40 interleaved cold runs). The main thread's own first spawn took 3–5 ms, and the worker still took 1.5–3.5 ms after its modules were loaded before it handled its first message. It would also put the plaintext in a file that age writes, which `lib/age.ts` rules out, so it was not kept.",
   "- A spawn of `age --version` at the worker's start, to have Deno compile its process code before the decrypt request, cut the worker's first spawn from about 5 ms to under 2 ms. It delayed the worker's first message by as much, because the request was already waiting and the worker had no idle time to fill.",
   "- A SHA-256 in TypeScript instead of `crypto.subtle.digest`, to avoid that API's first call, was slower: interpreted code hashing a 1 KiB store costs about as much as the first digest call.",
-  "- What would close the gaps: warm needs about 2.5 ms over the floor, which module loading alone exceeds. It would take shipping JavaScript that V8 can cache compiled (for example a minified bundle with its functions in parentheses, which V8 compiles eagerly) and fewer kinds of Deno calls on the start path. Cold allows about 17 ms over the floor, and `new Worker` alone takes 11–13 ms of it on the main thread. Meeting it needs a worker that is already running when a start needs one, such as a per-user agent process, which this design does not have.",
+  "- A process that exits while its `Deno.watchFs` watcher is still open waits for the kernel to release the inotify instance: 8–12 ms here, against about 2 ms without a watcher. secure-codex and `scripts/bench_floor_calls.ts` close the watcher and wait for its loop to end before they exit; an A/B of warm starts with and without the watch then differed by 0.8 ms.",
+  "- What would close the gaps: the warm lower bound shows that the system calls a warm start needs fit within its target, so warm's gap is its own code. Closing it would take shipping JavaScript that V8 can cache compiled (for example a minified bundle with its functions in parentheses, which V8 compiles eagerly) and fewer kinds of Deno calls on the start path. The cold lower bounds, time and memory, are at or over their targets before any of secure-codex's code runs, because a second isolate costs 11–13 ms of blocked main thread and about 14 MiB. Meeting them needs a worker that is already running when a start needs one, such as a per-user agent process, which this design does not have.",
 ];
 
 const encoder = new TextEncoder();
@@ -481,8 +484,10 @@ interface StartupResult {
 type VariantName =
   | "floor"
   | "floorNode"
+  | "floorCalls"
   | "warm"
   | "warmMain"
+  | "floorWorker"
   | "cold"
   | "age"
   | "direct";
@@ -491,8 +496,10 @@ type VariantName =
 const VARIANT_ORDER: VariantName[] = [
   "floor",
   "floorNode",
+  "floorCalls",
   "warm",
   "warmMain",
+  "floorWorker",
   "cold",
   "age",
   "direct",
@@ -501,8 +508,12 @@ const VARIANT_ORDER: VariantName[] = [
 const VARIANT_LABELS: Record<VariantName, string> = {
   floor: "floor (`deno run scripts/bench_floor.ts`)",
   floorNode: "floor + `node:fs`, `node:path` (`scripts/bench_floor_node.ts`)",
+  floorCalls:
+    "floor + a warm start's system calls (`scripts/bench_floor_calls.ts`)",
   warm: "warm (`scripts/secure-codex`, session unlocked)",
   warmMain: "warm without the launcher (`deno run main.ts`)",
+  floorWorker:
+    "floor + a Worker that runs `age -d` (`scripts/bench_floor_worker.ts`)",
   cold: "cold (`scripts/secure-codex`, decrypts the store)",
   age: "`age -d` of the store alone (context for cold)",
   direct: "direct (the child alone)",
@@ -528,10 +539,20 @@ async function benchStartup(
       args: [...DENO_FLAGS, FLOOR_NODE, ...childArgs],
       env,
     },
+    floorCalls: {
+      program: Deno.execPath(),
+      args: [...DENO_FLAGS, FLOOR_CALLS, ...childArgs],
+      env,
+    },
     warm: { program: SECURE_CODEX, args: ["--", ...codexArgs], env },
     warmMain: {
       program: Deno.execPath(),
       args: [...DENO_FLAGS, MAIN, "--", ...codexArgs],
+      env,
+    },
+    floorWorker: {
+      program: Deno.execPath(),
+      args: [...DENO_FLAGS, FLOOR_WORKER, ...childArgs],
       env,
     },
     cold: { program: SECURE_CODEX, args: ["--", ...codexArgs], env },
@@ -934,6 +955,8 @@ interface MemoryResult {
   reps: number;
   floor: MemoryRow;
   floorNode: MemoryRow;
+  /** The cold start's lower bound: the floor with a decrypting Worker. */
+  floorWorker: MemoryRow;
   warm: MemoryRow;
   cold: MemoryRow;
   entries: MemoryRow[];
@@ -951,6 +974,11 @@ async function benchMemory(setup: Setup, reps: number): Promise<MemoryResult> {
   const floorNode: Invocation = {
     program: Deno.execPath(),
     args: [...DENO_FLAGS, FLOOR_NODE, ...FILE_STORE_OVERRIDE],
+    env,
+  };
+  const floorWorker: Invocation = {
+    program: Deno.execPath(),
+    args: [...DENO_FLAGS, FLOOR_WORKER, ...FILE_STORE_OVERRIDE],
     env,
   };
   const wrapper: Invocation = { program: SECURE_CODEX, args: ["--"], env };
@@ -1002,6 +1030,11 @@ async function benchMemory(setup: Setup, reps: number): Promise<MemoryResult> {
   await unlock();
   const floorRow = await row("floor", floor, 1);
   const floorNodeRow = await row("floor + node:fs, node:path", floorNode, 1);
+  const floorWorkerRow = await row(
+    "floor + a Worker that runs age -d",
+    floorWorker,
+    1,
+  );
   const warmRow = await row("warm", wrapper, 1);
   const coldRow = await row("cold", wrapper, 1, () => cleanup(setup));
   await unlock();
@@ -1062,6 +1095,7 @@ async function benchMemory(setup: Setup, reps: number): Promise<MemoryResult> {
     reps,
     floor: floorRow,
     floorNode: floorNodeRow,
+    floorWorker: floorWorkerRow,
     warm: warmRow,
     cold: coldRow,
     entries,
@@ -1143,13 +1177,25 @@ function startupSection(result: StartupResult): string {
     return [VARIANT_LABELS[name], ms(s.median), ms(s.p10), ms(s.p90)];
   });
   const t = result.times;
-  const ratioNames = ["floorNode", "warm", "warmMain", "cold"] as const;
+  const ratioNames = [
+    "floorNode",
+    "floorCalls",
+    "warm",
+    "warmMain",
+    "floorWorker",
+    "cold",
+  ] as const;
   const ratios = ratioNames.map((name) => {
     const r = startupRatio(t[name], t.floor, t.direct);
-    const target = name === "cold" ? TARGETS.coldRatio : TARGETS.warmRatio;
+    const cold = name === "cold" || name === "floorWorker";
+    const target = cold ? TARGETS.coldRatio : TARGETS.warmRatio;
     let verdictText = "(targets apply to the no-op child)";
     if (name === "floorNode") verdictText = "– (for comparison)";
-    else if (result.child === "noop") {
+    else if (name === "floorCalls" || name === "floorWorker") {
+      verdictText = `– (lower bound; ${cold ? "cold" : "warm"} target ${
+        target.toFixed(2)
+      })`;
+    } else if (result.child === "noop") {
       verdictText = `≤ ${target.toFixed(2)}: ${verdict(r.ratio, target, "×")}`;
     }
     return [
@@ -1195,6 +1241,13 @@ function startupSection(result: StartupResult): string {
     } ms over warm; \`age -d\` alone takes ${
       ms(median(t.age))
     } ms of that; the rest is starting the worker and its requests (phase table below).`,
+    `- The two lower bounds are floors that do only what the design requires, with none of secure-codex's checks. One of each system call a warm start makes costs ${
+      signedMs(median(t.floorCalls) - median(t.floor))
+    } ms over the floor, so the rest of warm's cost is loading and running its own code. A Worker that decrypts with \`age -d\` and writes the RAM copy costs ${
+      signedMs(median(t.floorWorker) - median(t.floor))
+    } ms over the floor (ratio ${
+      ratio(startupRatio(t.floorWorker, t.floor, t.direct).ratio)
+    }), before any check: no cold start that keeps the plaintext in a Worker can cost less.`,
   ].join("\n");
 }
 
@@ -1274,6 +1327,7 @@ function memorySection(result: MemoryResult): string {
   const rows = [
     result.floor,
     result.floorNode,
+    result.floorWorker,
     result.warm,
     result.cold,
     ...result.entries,
@@ -1326,6 +1380,17 @@ function memorySection(result: MemoryResult): string {
     } MiB (VmRSS), against ${mib(result.warm.current)} MiB for warm and ${
       mib(result.floor.current)
     } MiB for the floor.`,
+    `- The floor with a Worker that runs \`age -d\` and nothing else peaks at ${
+      ratio(result.floorWorker.median / floor)
+    } × the floor: a second isolate costs ${
+      mib(result.floorWorker.median - floor)
+    } MiB before it loads any of secure-codex's modules${
+      result.floorWorker.median / floor > TARGETS.memoryRatio
+        ? `, so no cold start that keeps the plaintext in a Worker can stay within ${
+          TARGETS.memoryRatio.toFixed(2)
+        } × the floor`
+        : ""
+    }.`,
     `- Time until every child had started (median): ${concurrentStart}.`,
   ].join("\n");
 }
@@ -1412,6 +1477,57 @@ function render(results: Results, quick: boolean): string {
     verdict(mem.cold.median / mem.floor.median, TARGETS.memoryRatio, "×"),
   ]);
 
+  // Floors that do only what the design requires. No implementation of this
+  // design can meet a target below its bound.
+  const boundRows: string[][] = [];
+  const overBound: string[] = [];
+  const bound = (
+    measure: string,
+    target: number,
+    value: number,
+    run: number,
+    unit: string,
+  ) => {
+    boundRows.push([
+      measure,
+      `≤ ${target.toFixed(2)}${unit}`,
+      `${ratio(value)}${unit}`,
+      `${ratio(run)}${unit}`,
+    ]);
+    if (value > target) overBound.push(measure);
+  };
+  if (noop) {
+    const t = noop.times;
+    bound(
+      "start-up, warm: floor + a warm start's system calls",
+      TARGETS.warmRatio,
+      startupRatio(t.floorCalls, t.floor, t.direct).ratio,
+      startupRatio(t.warm, t.floor, t.direct).ratio,
+      "",
+    );
+    bound(
+      "start-up, cold: floor + a Worker that runs `age -d`",
+      TARGETS.coldRatio,
+      startupRatio(t.floorWorker, t.floor, t.direct).ratio,
+      startupRatio(t.cold, t.floor, t.direct).ratio,
+      "",
+    );
+  }
+  bound(
+    "peak RSS, cold: floor + a Worker that runs `age -d`",
+    TARGETS.memoryRatio,
+    mem.floorWorker.median / mem.floor.median,
+    mem.cold.median / mem.floor.median,
+    " ×",
+  );
+  const boundText = overBound.length === 0
+    ? "Every lower bound is within its target, so the gaps above are secure-codex's own code."
+    : `Over its target already at the lower bound: ${
+      overBound.join("; ")
+    }. No implementation that keeps this design can meet ${
+      overBound.length === 1 ? "that target" : "those targets"
+    }.`;
+
   const messageLines = [...messages.entries()]
     .filter(([label]) => label !== "cleanup")
     .map(([label, lines]) =>
@@ -1457,6 +1573,13 @@ function render(results: Results, quick: boolean): string {
     "",
     table(["measure", "target", "measured", "verdict"], summaryRows),
     "",
+    "Lower bounds of the design: floors that do only what the design",
+    "requires, with none of secure-codex's checks (sections 1 and 3).",
+    "",
+    table(["lower bound", "target", "bound", "secure-codex"], boundRows),
+    "",
+    boundText,
+    "",
     "## 1. Start-up cost",
     "",
     "Each round runs every program below once, in the order of the table;",
@@ -1473,6 +1596,10 @@ function render(results: Results, quick: boolean): string {
     "and `dirname` before it `exec`s deno; the row without the launcher runs",
     "the same `deno run` line directly. The floor with `node:fs` and",
     "`node:path` and `age -d` alone are there to show where time goes.",
+    "Two more floors are lower bounds: `scripts/bench_floor_calls.ts` makes",
+    "one of each system call a warm start makes, and",
+    "`scripts/bench_floor_worker.ts` decrypts the store in a Worker and",
+    "writes the RAM copy, as a cold start must.",
     "",
     results.startup.map(startupSection).join("\n\n"),
     "",
