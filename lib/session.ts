@@ -41,6 +41,7 @@ import {
   MAX_KEY_FILE_BYTES,
   parseStoreHeader,
   readStore,
+  sharedAccess,
   syncDirectory,
 } from "./store.ts";
 import {
@@ -328,15 +329,33 @@ export class Session {
     }
   }
 
-  /** Checks the identity and recipients files before anything is decrypted. */
+  /**
+   * Checks the identity and recipients files before anything is decrypted,
+   * and warns about an identity file other users can read or change.
+   */
   checkKeyFiles(): void {
     for (const identity of this.config.identities) {
-      checkReadableFile(
+      const info = checkReadableFile(
         identity,
         "identity file",
         this.config.uid,
         MAX_KEY_FILE_BYTES,
       );
+      // It warns instead of refusing, because a key on a filesystem without
+      // Unix modes (FAT, some network mounts) shows bits nobody can remove.
+      const mode = info.mode ?? 0;
+      const access = sharedAccess(mode);
+      if (access !== null) {
+        warn(
+          `identity file can be ${access} by other users (mode 0${
+            (mode & 0o777).toString(8)
+          }): ${identity}`,
+          [
+            "an unencrypted identity file is the secret key: whoever can read it can decrypt the store, and whoever can change it can swap in their own key",
+            `restrict it to yourself: chmod 600 ${shellQuote(identity)}`,
+          ],
+        );
+      }
     }
     if (this.config.recipientsFile !== undefined) {
       readRecipientsFile(this.config.recipientsFile, this.config.uid);

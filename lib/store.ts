@@ -99,6 +99,25 @@ export function checkReadableFile(
 }
 
 /**
+ * Names what other users can do with a file, from its permission bits: "read",
+ * "changed", "read and changed", or null when only the owner has access.
+ *
+ * @example
+ * ```ts
+ * sharedAccess(0o640); // "read"
+ * sharedAccess(0o600); // null
+ * ```
+ */
+export function sharedAccess(mode: number): string | null {
+  const read = (mode & 0o044) !== 0;
+  const changed = (mode & 0o022) !== 0;
+  if (read && changed) return "read and changed";
+  if (read) return "read";
+  if (changed) return "changed";
+  return null;
+}
+
+/**
  * Reads the store after {@linkcode checkReadableFile}. Returns null when it does not exist.
  *
  * @example

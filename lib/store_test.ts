@@ -6,6 +6,7 @@ import {
   parseStoreHeader,
   readStore,
   replaceStore,
+  sharedAccess,
 } from "./store.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
@@ -142,4 +143,15 @@ Deno.test("checkReadableFile rejects directories FIFOs and large files", async (
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("sharedAccess names group and other permission bits", () => {
+  assert.equal(sharedAccess(0o600), null);
+  assert.equal(sharedAccess(0o700), null);
+  assert.equal(sharedAccess(0o640), "read");
+  assert.equal(sharedAccess(0o604), "read");
+  assert.equal(sharedAccess(0o620), "changed");
+  assert.equal(sharedAccess(0o602), "changed");
+  assert.equal(sharedAccess(0o666), "read and changed");
+  assert.equal(sharedAccess(0o100644), "read");
 });

@@ -24,6 +24,7 @@
  *   store truncate N         keep the first N bytes (N < 0: drop the last -N)
  *   identity-other           create an unrelated age identity at $DIR/other.txt
  *   mkdir PATH MODE          create a directory with octal MODE
+ *   chmod PATH MODE          set the octal permission bits of PATH
  *   symlink TARGET PATH      create a symlink at PATH
  *   write PATH TEXT          write TEXT, which must not be secret, to PATH
  * Run scripts/secure-codex (cwd $DIR):
@@ -103,6 +104,7 @@ const VERBS: Readonly<Record<string, [number, number, boolean]>> = {
   store: [1, 2, false],
   "identity-other": [0, 0, false],
   mkdir: [2, 2, false],
+  chmod: [2, 2, false],
   symlink: [2, 2, false],
   write: [2, 2, false],
   exec: [0, -1, true],
@@ -293,6 +295,9 @@ class Script {
         Deno.chmodSync(path(), mode);
         return;
       }
+      case "chmod":
+        Deno.chmodSync(path(), number(args[1], 8));
+        return;
       case "symlink":
         Deno.symlinkSync(this.#expand(args[0]), this.#expand(args[1]));
         return;
