@@ -53,9 +53,20 @@ async function run(
   };
 }
 
+/** The temp directory every helper below works in, removed when the tests end. */
+const TEMP_ROOT = Deno.makeTempDirSync({ prefix: "secure-codex-completions-" });
+globalThis.addEventListener("unload", () => {
+  Deno.removeSync(TEMP_ROOT, { recursive: true });
+});
+
+/** Makes a new directory under {@linkcode TEMP_ROOT}. */
+function tempDir(): Promise<string> {
+  return Deno.makeTempDir({ dir: TEMP_ROOT });
+}
+
 /** Writes the script for a shell into a new temp directory. */
 async function writeScript(shell: CompletionShell): Promise<string> {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   const path = join(dir, `secure-codex.${shell}`);
   await Deno.writeTextFile(path, completionScript(shell));
   return path;
@@ -63,7 +74,7 @@ async function writeScript(shell: CompletionShell): Promise<string> {
 
 /** Makes a temp directory holding `key.txt`, to complete file names in. */
 async function workDir(): Promise<string> {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   await Deno.writeTextFile(join(dir, "key.txt"), "");
   return dir;
 }
@@ -73,7 +84,7 @@ async function workDir(): Promise<string> {
  * `personal` and one `arg:` line per argument it got. Returns its directory.
  */
 async function fakeSecureCodex(body?: string): Promise<string> {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   const path = join(dir, "secure-codex");
   await Deno.writeTextFile(
     path,
