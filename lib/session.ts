@@ -714,7 +714,7 @@ export class Session {
         {
           hints: [
             "the file is damaged or was not made by age",
-            "restore it from a backup, or move it aside and create a new store from a fresh codex login (README, Setup)",
+            "restore it from a backup, or move it aside and create a new store from a fresh codex login (README, Set up)",
           ],
         },
       );
@@ -750,7 +750,7 @@ export class Session {
               "decrypted store is not a codex auth.json",
             )
             ? [
-              "the store must contain a codex auth.json: restore it from a backup, or create a new store from a fresh codex login (README, Setup)",
+              "the store must contain a codex auth.json: restore it from a backup, or create a new store from a fresh codex login (README, Set up)",
             ]
             : header.passphrase
             ? [
