@@ -1,6 +1,6 @@
 /**
  * A lower bound for a warm start, for `scripts/bench`: the floor of
- * `scripts/bench_floor.ts` plus one of each system call a warm start of
+ * `scripts/bench_floor.ts` plus one call of each Deno API a warm start of
  * secure-codex makes, with none of its checks or messages. It reads the
  * environment and session.json, looks at the link, the RAM directory and the
  * store, and hashes the store. It takes the session lock, then holds the users
