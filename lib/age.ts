@@ -47,17 +47,32 @@ async function readLimited(
 }
 
 /**
+ * age 1.1.1's messages for an age file that is cut short or altered after
+ * its recipient stanzas: a broken header, a missing nonce, a header MAC or
+ * payload chunk that fails authentication.
+ */
+const DAMAGED_FILE_MESSAGE =
+  /failed to read header|failed to read nonce|bad header MAC|failed to decrypt and authenticate payload chunk|unexpected EOF/;
+
+/** The reason {@linkcode ageDecrypt} gives when age reports a damaged file. */
+export const DAMAGED_FILE_REASON = "the file is damaged or cut short";
+
+/**
  * Copies age's stderr to ours line by line, as each line arrives, behind the
  * program's prefix, so plugin messages (such as "touch your key") show at
  * once and every line on stderr still starts with `secure-codex: `. age reads
- * passphrases from /dev/tty, not from this stream. Returns an empty string, because the
- * lines were already shown.
+ * passphrases from /dev/tty, not from this stream. Returns
+ * {@linkcode DAMAGED_FILE_REASON} when a line reports a damaged file, else an
+ * empty string: the lines themselves were already shown.
  */
 async function relayLines(stream: ReadableStream<Uint8Array>): Promise<string> {
   const encoder = new TextEncoder();
   let pending = "";
-  const write = (line: string) =>
+  let damaged = false;
+  const write = (line: string) => {
+    if (DAMAGED_FILE_MESSAGE.test(line)) damaged = true;
     writeStderr(encoder.encode(PREFIX + line + "\n"));
+  };
   // A reader and a TextDecoder, not pipeThrough and TextDecoderStream: the
   // worker's isolate compiles whatever stream machinery it first uses, on
   // every unlock.
@@ -77,7 +92,7 @@ async function relayLines(stream: ReadableStream<Uint8Array>): Promise<string> {
   }
   pending += decoder.decode();
   if (pending !== "") write(pending);
-  return "";
+  return damaged ? DAMAGED_FILE_REASON : "";
 }
 
 async function runAge(

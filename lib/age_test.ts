@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { ageDecrypt, ageEncrypt, recipientsFromIdentity } from "./age.ts";
+import {
+  ageDecrypt,
+  ageEncrypt,
+  DAMAGED_FILE_REASON,
+  recipientsFromIdentity,
+} from "./age.ts";
 import { hasTerminal } from "./output.ts";
 
 const env = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
@@ -52,6 +57,57 @@ Deno.test("age round trip through pipes", async () => {
     const fromFile = await ageDecrypt(store, [identity], env);
     assert.ok(fromFile.ok);
     if (fromFile.ok) assert.deepEqual(fromFile.output, plaintext);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ageDecrypt names a damaged file, not a wrong identity", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const keygen = async (path: string) => {
+      const result = await new Deno.Command("age-keygen", {
+        args: ["-o", path],
+        stderr: "piped",
+      }).output();
+      assert.equal(result.code, 0);
+      return recipientsFromIdentity(await Deno.readTextFile(path));
+    };
+    const identity = `${dir}/key.txt`;
+    const other = `${dir}/other.txt`;
+    const recipients = await keygen(identity);
+    await keygen(other);
+    const encrypted = await ageEncrypt(
+      new TextEncoder().encode("x".repeat(1000)),
+      { recipients },
+      env,
+    );
+    assert.ok(encrypted.ok);
+    if (!encrypted.ok) return;
+    const bytes = encrypted.output;
+    const closing = new TextDecoder().decode(bytes).indexOf("\n--- ");
+    const alteredMac = bytes.slice();
+    alteredMac[closing + 6] ^= 1;
+    const damaged = [
+      bytes.slice(0, bytes.length - 20),
+      bytes.slice(0, closing + 60),
+      alteredMac,
+    ];
+    for (const [index, input] of damaged.entries()) {
+      const result = await ageDecrypt(input, [identity], env);
+      assert.equal(result.ok, false, `case ${index}`);
+      if (!result.ok) {
+        assert.ok(
+          result.reason.endsWith(DAMAGED_FILE_REASON),
+          `case ${index}: ${result.reason}`,
+        );
+      }
+    }
+    const wrongKey = await ageDecrypt(bytes, [other], env);
+    assert.equal(wrongKey.ok, false);
+    if (!wrongKey.ok) {
+      assert.equal(wrongKey.reason, "age failed (exit code 1)");
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

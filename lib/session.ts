@@ -15,6 +15,7 @@
  */
 
 import { basename, dirname, join } from "./path.ts";
+import { DAMAGED_FILE_REASON } from "./age.ts";
 import { formatDuration, shorterTtl } from "./options.ts";
 import { isOlder, isUnparseable } from "./auth_json.ts";
 import {
@@ -758,6 +759,10 @@ export class Session {
             ]
             : /passphrase/.test(error.message) && !hasTerminal()
             ? nonInteractiveHints(this)
+            : error.message.endsWith(DAMAGED_FILE_REASON)
+            ? [
+              "restore the store from a backup, or move it aside and create a new store from a fresh codex login (README, Set up)",
+            ]
             : error.message.includes("age not found on PATH")
             ? [
               "install age (Debian and Ubuntu: apt-get install age), see README, Requirements",
