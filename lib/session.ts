@@ -435,7 +435,7 @@ export class Session {
       // A rejected --ram-dir often meets a link into the default RAM
       // directory, so the RAM directory, the more basic error, comes first.
       await ensureRamDir(this.config.ramDir, this.config.uid);
-      if (!this.#removeEndedSessionLink()) {
+      if (!this.#replaceEndedSessionLink()) {
         checkLink(
           this.linkPath,
           this.ramCopy,
@@ -1231,17 +1231,25 @@ export class Session {
   }
 
   /**
-   * Removes a link into the RAM directory of an ended session, as switching
-   * between `--ram-dir` and the default leaves one: nothing is stored behind
-   * it. Returns false, removing nothing, for any other link or while that
-   * session is being unlocked.
+   * Points a link into the RAM directory of an ended session, as switching
+   * between `--ram-dir` and the default leaves one, at this session's RAM
+   * copy: nothing is stored behind the old target. The link is replaced by a
+   * rename, never removed, so if this unlock fails a later plain `codex
+   * login` still writes into RAM. Returns false, changing nothing, for any
+   * other link or while that session is being unlocked.
    */
-  #removeEndedSessionLink(): boolean {
+  #replaceEndedSessionLink(): boolean {
     const endedRamDir = endedSessionRamDir(
       this.linkPath,
       inspectLink(this.linkPath, this.ramCopy),
     );
     if (endedRamDir === null) return false;
+    // A RAM directory that holds another store's session must not receive
+    // this home's link: codex would then run on that store's tokens.
+    const recorded = this.readState();
+    if (recorded !== null && !isSameFile(recorded.store, this.config.store)) {
+      return false;
+    }
     const lock = tryLockFile(join(endedRamDir, "session.lock"), true);
     if (lock === null) return false;
     try {
@@ -1250,7 +1258,14 @@ export class Session {
       if (endedSessionRamDir(this.linkPath, state) !== endedRamDir) {
         return false;
       }
-      Deno.removeSync(this.linkPath);
+      const temp = `${this.linkPath}.${crypto.randomUUID().slice(0, 8)}.link`;
+      Deno.symlinkSync(this.ramCopy, temp);
+      try {
+        Deno.renameSync(temp, this.linkPath);
+      } catch (error) {
+        Deno.removeSync(temp);
+        throw error;
+      }
     } finally {
       lock.close();
     }

@@ -372,3 +372,51 @@ Deno.test("cleanup saves a changed copy first", async () => {
     await fixture.dispose();
   }
 });
+
+Deno.test("ended session link never leads to another store", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const keep = { env: { SECURE_CODEX_KEEP: "1" } };
+    const shared = join(fixture.runtimeDir, "shared");
+    const ended = join(fixture.runtimeDir, "ended");
+    // Another codex home with its own store keeps a session in `shared`.
+    const otherHome = join(fixture.dir, "other-codex");
+    Deno.mkdirSync(otherHome, { mode: 0o700 });
+    const otherStore = join(otherHome, "auth.json.age");
+    Deno.copyFileSync(fixture.store, otherStore);
+    const other = await fixture.run([
+      "--ram-dir",
+      shared,
+      "--",
+      "login",
+      "status",
+    ], {
+      env: { SECURE_CODEX_KEEP: "1", CODEX_HOME: otherHome },
+    });
+    assert.equal(other.code, 0, other.stderr);
+    // This home's link leads into a session that has ended.
+    const unlock = await fixture.run(
+      ["--ram-dir", ended, "--", "login", "status"],
+      keep,
+    );
+    assert.equal(unlock.code, 0, unlock.stderr);
+    const cleanup = await fixture.run(["--ram-dir", ended, "--cleanup"]);
+    assert.equal(cleanup.code, 0, cleanup.stderr);
+
+    const run = await fixture.run(
+      ["--ram-dir", shared, "--", "login", "status"],
+      keep,
+    );
+    assert.notEqual(run.code, 0, run.stderr);
+    const link = join(fixture.codexHome, "auth.json");
+    assert.equal(Deno.readLinkSync(link), join(ended, "auth.json"));
+    assert.doesNotMatch(run.stderr, /replaced the auth\.json link/);
+    assert.equal(
+      Deno.readLinkSync(join(otherHome, "auth.json")),
+      join(shared, "auth.json"),
+    );
+  } finally {
+    await fixture.dispose();
+  }
+});
