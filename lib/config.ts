@@ -177,6 +177,9 @@ export function parseConfig(
       fail(node.offset, `"${key}" must be a non-empty string (a path)`);
     }
     const value = node.value as string;
+    if (value.includes("\0")) {
+      fail(node.offset, `"${key}" must not contain a NUL character`);
+    }
     if (value === "~" || value.startsWith("~/")) {
       if (!home) {
         fail(node.offset, `cannot expand "~" in "${key}": HOME is unset`);
@@ -256,6 +259,7 @@ export function parseConfig(
 
   const top = readSettings(root!, "", true);
   const profiles: Record<string, ProfileSettings> = {};
+  const profileOffsets: Record<string, number> = {};
   if (top.profilesNode !== undefined) {
     if (top.profilesNode.type !== "object") {
       fail(top.profilesNode.offset, `"profiles" must be an object of profiles`);
@@ -280,6 +284,57 @@ export function parseConfig(
       }
       profiles[name] =
         readSettings(valueNode, ` in profile "${name}"`, false).settings;
+      profileOffsets[name] = keyNode.offset;
+    }
+  }
+
+  // Each codex home is one session. Two sessions on one store or RAM
+  // directory would share one refresh token, so only exact aliases pass.
+  const files = [
+    {
+      name: "default",
+      settings: top.settings,
+      home: join(home ?? "", ".codex"),
+    },
+    ...Object.entries(profiles).map(([name, settings]) => ({
+      name,
+      settings,
+      home: join(home ?? "", `.codex-${name}`),
+    })),
+  ].map(({ name, settings, home: defaultHome }) => {
+    const codexHome = settings.codexHome ?? defaultHome;
+    return {
+      name,
+      codexHome,
+      store: settings.store ?? join(codexHome, "auth.json.age"),
+      ramDir: settings.ramDir ?? null,
+    };
+  });
+  for (const [index, a] of files.entries()) {
+    for (const b of files.slice(index + 1)) {
+      const where = profileOffsets[b.name] ?? 0;
+      const pair = `profiles "${a.name}" and "${b.name}"`;
+      if (a.codexHome === b.codexHome) {
+        if (a.store !== b.store || a.ramDir !== b.ramDir) {
+          fail(
+            where,
+            `${pair} share the codex home ${a.codexHome} but not its store and RAM directory`,
+            "give each profile its own codexHome, or the same store and ramDir",
+          );
+        }
+      } else if (a.store === b.store) {
+        fail(
+          where,
+          `${pair} share the store ${a.store}`,
+          "give each profile its own store: two sessions on one login invalidate each other's refresh token",
+        );
+      } else if (a.ramDir !== null && a.ramDir === b.ramDir) {
+        fail(
+          where,
+          `${pair} share the RAM directory ${a.ramDir}`,
+          "give each profile its own ramDir: a RAM directory holds one session",
+        );
+      }
     }
   }
   return { path, settings: top.settings, profiles };

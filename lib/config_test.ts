@@ -761,6 +761,56 @@ Deno.test("parseConfig: errors give path:line:column", () => {
   }
 });
 
+Deno.test("parseConfig: profiles sharing a login are rejected", () => {
+  const cases: [string, string, RegExp][] = [
+    [
+      "store",
+      '{ "profiles": { "a": {}, "b": { "store": "~/.codex-a/auth.json.age" } } }',
+      /profiles "a" and "b" share the store \/home\/me\/\.codex-a\/auth\.json\.age$/,
+    ],
+    [
+      "store of the default profile",
+      '{ "profiles": { "b": { "store": "~/.codex/auth.json.age" } } }',
+      /profiles "default" and "b" share the store /,
+    ],
+    [
+      "RAM directory",
+      '{ "ramDir": "/run/r", "profiles": { "b": { "ramDir": "/run/r" } } }',
+      /profiles "default" and "b" share the RAM directory \/run\/r$/,
+    ],
+    [
+      "home with another store",
+      '{ "profiles": { "a": {}, "b": { "codexHome": "~/.codex-a", "store": "/s.age" } } }',
+      /profiles "a" and "b" share the codex home \/home\/me\/\.codex-a but not its store and RAM directory$/,
+    ],
+    [
+      "home with another RAM directory",
+      '{ "profiles": { "a": {}, "b": { "codexHome": "~/.codex-a", "ramDir": "/run/r" } } }',
+      /share the codex home .* but not its store and RAM directory$/,
+    ],
+  ];
+  for (const [what, text, message] of cases) {
+    const error = cliErrorOf(() => parse(text));
+    assert.match(error.message, message, what);
+    assert.match(error.hints[0], /^give each profile its own /, what);
+  }
+});
+
+Deno.test("parseConfig: one session under two profile names", () => {
+  const config = parse(
+    '{ "profiles": { "main": { "codexHome": "~/.codex" }, "a": { "ramDir": "/run/a" }, "b": { "ramDir": "/run/b" } } }',
+  );
+  assert.deepEqual(Object.keys(config.profiles), ["main", "a", "b"]);
+});
+
+Deno.test("parseConfig: NUL in a path", () => {
+  const error = cliErrorOf(() => parse('{ "codexHome": "a\\u0000b" }'));
+  assert.equal(
+    error.message,
+    `invalid config file: ${CONFIG_PATH}:1:16: "codexHome" must not contain a NUL character`,
+  );
+});
+
 Deno.test("parseConfig: ~/ without HOME", () => {
   const text = lines("{", '  "identities": ["~/key.txt"],', "}");
   const error = cliErrorOf(() => parseConfig(text, CONFIG_PATH, undefined));
