@@ -571,6 +571,24 @@ export function resolveOptions(
 
   // recipientsFile in the config file counts too: write-back already uses it.
   checkCombinations(parsed, mode, recipientsFile !== undefined);
+  if (parsed.allProfiles) {
+    // As the flags, these name one profile's files and would apply to all.
+    const perProfile = [
+      "SECURE_CODEX_REAL_CODEX_HOME",
+      "SECURE_CODEX_AUTH_ENC",
+      "SECURE_CODEX_RAM_DIR",
+    ].filter((name) => nonEmpty(env[name]) !== undefined);
+    if (perProfile.length > 0) {
+      throw usageError(
+        `--all-profiles cannot be combined with ${
+          perProfile.join(", ")
+        }: it would apply to every profile`,
+        `unset ${
+          perProfile.join(" and ")
+        }, and set each profile's files in the config file`,
+      );
+    }
+  }
   if (mode === "run" && !parsed.separator) {
     checkMistypedOption(parsed.codexArgs[0]);
   }

@@ -334,3 +334,26 @@ Deno.test("rekey takes recipientsFile from the config file", () => {
   assert.equal(options.mode, "rekey");
   assert.equal(options.recipientsFile, "/home/me/new-recipients.txt");
 });
+
+Deno.test("all profiles reject one profile's variables", () => {
+  const argv = ["--watch", "--all-profiles"];
+  for (
+    const name of [
+      "SECURE_CODEX_REAL_CODEX_HOME",
+      "SECURE_CODEX_AUTH_ENC",
+      "SECURE_CODEX_RAM_DIR",
+    ]
+  ) {
+    const error = usageErrorOf(() =>
+      parseOptions(argv, { ...HOME, [name]: "/x" })
+    );
+    assert.equal(error.exitCode, 2, name);
+    assert.equal(
+      error.message,
+      `--all-profiles cannot be combined with ${name}: it would apply to every profile`,
+    );
+  }
+  // Empty counts as unset, as everywhere else.
+  const options = parseOptions(argv, { ...HOME, SECURE_CODEX_RAM_DIR: "" });
+  assert.equal(options.allProfiles, true);
+});
