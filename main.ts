@@ -17,6 +17,7 @@ import {
   runCodex,
 } from "./lib/child.ts";
 import type { ConfigFile } from "./lib/config.ts";
+import type { WatchedSession } from "./lib/watch.ts";
 import {
   type CodexHomeSource,
   configLocation,
@@ -362,25 +363,26 @@ async function watch(
   const profiles = options.allProfiles
     ? ["default", ...Object.keys(config?.profiles ?? {})]
     : [options.profile];
-  const watched = [];
-  for (const profile of profiles) {
-    const profileOptions = resolveOptions(parsed, env, config, profile);
-    try {
+  const watched: WatchedSession[] = [];
+  const opened: Session[] = [];
+  try {
+    for (const profile of profiles) {
+      const profileOptions = resolveOptions(parsed, env, config, profile);
+      const open = () => openSession(profileOptions, ageEnv);
+      // One session fails at once, as every other command does. With every
+      // profile, one that cannot be opened yet (its codex home is created
+      // later) is tried again while the others are watched.
+      const session = options.allProfiles ? open : await open();
+      if (typeof session !== "function") opened.push(session);
       watched.push({
-        session: await openSession(profileOptions, ageEnv),
+        session,
         ttlSeconds: profileOptions.ttlSeconds,
         label: profile,
       });
-    } catch (error) {
-      if (!(error instanceof CliError) || !options.allProfiles) throw error;
-      printError(error);
-      notice(`watch ${profile}: skipped`);
     }
-  }
-  try {
     await watchSessions(watched);
   } finally {
-    for (const { session } of watched) session.close();
+    for (const session of opened) session.close();
   }
   return 0;
 }

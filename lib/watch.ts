@@ -13,14 +13,19 @@
  * @module
  */
 
-import { notice } from "./output.ts";
+import { CliError, notice, printError } from "./output.ts";
 import { lstatOrNull } from "./ram_dir.ts";
 import { reportWriteBack, type Session } from "./session.ts";
 import { type WriteBackOutcome, WriteBackWatcher } from "./write_back.ts";
 
 /** One session to watch, with its time to live in seconds (0 means none). */
 export interface WatchedSession {
-  session: Session;
+  /**
+   * The session, or a function that opens it. A function that throws a
+   * {@linkcode CliError} is called again every second until it succeeds, so
+   * a profile whose codex home appears later is watched from then on.
+   */
+  session: Session | (() => Promise<Session>);
   ttlSeconds: number;
   /** A name for log lines, such as the profile name. */
   label: string;
@@ -62,13 +67,70 @@ export async function watchSessions(
   }
 }
 
+/**
+ * Opens a session that cannot be opened yet, retrying every poll. Logs the
+ * error when it first appears and whenever it changes. Returns null when a
+ * stop arrives first.
+ */
+async function openWhenReady(
+  open: () => Promise<Session>,
+  log: (message: string) => void,
+  isStopped: () => boolean,
+  stopped: Promise<void>,
+): Promise<Session | null> {
+  let lastError: string | null = null;
+  while (!isStopped()) {
+    try {
+      const session = await open();
+      if (lastError !== null) log("can be watched now");
+      return session;
+    } catch (error) {
+      if (!(error instanceof CliError)) throw error;
+      if (error.message !== lastError) {
+        printError(error);
+        log("cannot be watched yet, trying again every second");
+        lastError = error.message;
+      }
+    }
+    await sleepUnlessStopped(POLL_MS, stopped);
+  }
+  return null;
+}
+
 async function watchOne(
   watched: WatchedSession,
   isStopped: () => boolean,
   stopped: Promise<void>,
 ): Promise<void> {
-  const { session, label } = watched;
+  const { label } = watched;
   const log = (message: string) => notice(`watch ${label}: ${message}`);
+  if (typeof watched.session !== "function") {
+    return await watchOpen(watched.session, watched, log, isStopped, stopped);
+  }
+  const session = await openWhenReady(
+    watched.session,
+    log,
+    isStopped,
+    stopped,
+  );
+  if (session === null) {
+    log("stopped");
+    return;
+  }
+  try {
+    await watchOpen(session, watched, log, isStopped, stopped);
+  } finally {
+    session.close();
+  }
+}
+
+async function watchOpen(
+  session: Session,
+  watched: WatchedSession,
+  log: (message: string) => void,
+  isStopped: () => boolean,
+  stopped: Promise<void>,
+): Promise<void> {
   let deferredLogged = false;
   const onOutcome = (outcome: WriteBackOutcome) => {
     if (outcome.status === "saved") {

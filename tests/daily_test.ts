@@ -821,6 +821,73 @@ Deno.test("all-profiles watch saves per profile", async () => {
   }
 });
 
+Deno.test("all-profiles watch waits for a later home", async () => {
+  const fixture = await createFixture();
+  const mock = startTokenMock({ canary: fixture.canary, first: "rt-late-1" });
+  let watch: Background | null = null;
+  try {
+    const codexHome = join(fixture.home, "codex-late");
+    const late: ProfileHome = {
+      name: "late",
+      codexHome,
+      store: join(codexHome, "auth.json.age"),
+    };
+    const config = await writeConfig(
+      join(fixture.dir, "config.jsonc"),
+      profileConfig([late]),
+    );
+    const env = { SECURE_CODEX_CONFIG: config };
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+
+    watch = startBackground(fixture, ["--watch", "--all-profiles"], env);
+    await watch.waitForLine(
+      "watch late: cannot be watched yet, trying again every second",
+    );
+    assert.match(watch.stderr(), /secure-codex: codex home .*codex-late/);
+
+    await Deno.mkdir(codexHome, { mode: 0o700 });
+    await Deno.writeTextFile(join(codexHome, "config.toml"), CODEX_TEST_CONFIG);
+    await fixture.writeStore(
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-late-1",
+        expiresIn: -600,
+      }),
+      late.store,
+    );
+    const unlock = await fixture.run(["--profile", "late", "--unlock"], {
+      env,
+    });
+    assert.equal(unlock.code, 0, unlock.stderr);
+    await watch.waitForLine("watch late: can be watched now");
+    await watch.waitForLine("watch late: watching");
+    await sleep(WATCHER_SETTLE_MS);
+
+    const refresh = await plainCodexRefresh(fixture, codexHome, mock.url);
+    assert.equal(refresh.code, 0, refresh.stderr);
+    assert.notEqual(
+      await pollStore(
+        fixture,
+        late.store,
+        `rt-2-${fixture.canary}`,
+        Date.now(),
+        5000,
+      ),
+      null,
+      `the late profile's refresh was not saved; watch stderr:\n${watch.stderr()}`,
+    );
+
+    const result = await watch.stop("SIGTERM");
+    assert.equal(result.code, 0, watch.stderr());
+    assert.match(watch.stderr(), /watch late: stopped/);
+    assert.ok(!watch.stderr().includes(fixture.canary), "canary on stderr");
+  } finally {
+    await watch?.dispose();
+    await mock.close();
+    await fixture.dispose();
+  }
+});
+
 Deno.test("list-profiles prints config profiles", async () => {
   const fixture = await createFixture();
   try {
