@@ -384,6 +384,22 @@ export function loadConfig(
     }
     bytes = Deno.readFileSync(path);
   } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      // A link to a missing file is a config the user meant to have, most
+      // likely on a drive that is not mounted, not the absence of one.
+      let target: string | null = null;
+      try {
+        target = Deno.readLinkSync(path);
+      } catch {
+        // Not a link: the file is absent.
+      }
+      if (target !== null) {
+        throw new CliError(
+          `config file is a symlink to a missing file: ${path} -> ${target}`,
+          { hints: ["restore the file it points to, or remove the link"] },
+        );
+      }
+    }
     if (error instanceof Deno.errors.NotFound && !options.required) return null;
     if (error instanceof Deno.errors.NotFound) {
       throw new CliError(`config file not found: ${path}`, {
@@ -395,6 +411,11 @@ export function loadConfig(
     if (error instanceof Deno.errors.PermissionDenied) {
       throw new CliError(
         `config file is not readable (permission denied): ${path}`,
+        {
+          hints: [
+            `make it readable to you (chmod u+r), and check the directories above it: ${path}`,
+          ],
+        },
       );
     }
     throw error;

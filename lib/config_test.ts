@@ -883,6 +883,25 @@ Deno.test("loadConfig: missing default file", () =>
     }
   }));
 
+Deno.test("loadConfig: dangling symlink at the default path", () =>
+  withTempDir((dir) => {
+    const path = join(dir, "config.jsonc");
+    const target = join(dir, "unmounted", "config.jsonc");
+    Deno.symlinkSync(target, path);
+    for (const required of [false, true]) {
+      const error = cliErrorOf(() =>
+        loadConfig(path, { required, home: HOME })
+      );
+      assert.equal(
+        error.message,
+        `config file is a symlink to a missing file: ${path} -> ${target}`,
+      );
+      assert.deepEqual(error.hints, [
+        "restore the file it points to, or remove the link",
+      ]);
+    }
+  }));
+
 Deno.test("loadConfig: missing named file", () =>
   withTempDir((dir) => {
     const path = join(dir, "missing.jsonc");
