@@ -1439,7 +1439,7 @@ export function storeNotFound(
 ): CliError {
   return new CliError(`store not found: ${store}`, {
     hints: [
-      "pass the encrypted auth.json with --auth-enc PATH or SECURE_CODEX_AUTH_ENC",
+      "pass the encrypted auth.json with --auth-enc PATH or SECURE_CODEX_AUTH_ENC, or set store in the config file",
       `to create one, log in with ${
         session.command("-- login")
       } (the tokens never touch disk)`,

@@ -58,6 +58,7 @@ export type FilesystemKind = "tmpfs" | "ramfs" | "other";
 export type StatusWarningCode =
   | "store-not-age"
   | "store-changed"
+  | "recipients-unusable"
   | "plaintext-auth-json"
   | "stray-auth-copy"
   | "env-credentials"
@@ -92,6 +93,8 @@ export interface StatusInputs {
   /** The recipients file write-back would use, if any. */
   recipientsFile: string | null;
   recipientsSource: RecipientsSource;
+  /** Why the recipients file cannot be used, when it cannot. */
+  recipientsError?: string;
   /** Public recipients from identity file comments (session state), if any. */
   identityRecipients: string[];
   ramDir: string;
@@ -500,6 +503,15 @@ function collectWarnings(
       ramDir === undefined
         ? `secure-codex ${action}`
         : `secure-codex --ram-dir ${ramDir} ${action}`);
+
+  if (inputs.recipientsError !== undefined) {
+    warnings.push({
+      code: "recipients-unusable",
+      message:
+        `${inputs.recipientsError}; every secure-codex run and write-back fails until it is fixed`,
+      path: inputs.recipientsFile ?? undefined,
+    });
+  }
 
   // An unreadable store gets this warning too, because runs fail on it as well.
   if (report.store.exists && report.store.encryption === null) {
@@ -986,9 +998,11 @@ export async function collectSessionStatus(
     ? state.recipients
     : await session.findIdentityRecipients();
   let recipients: ResolvedRecipients;
+  let recipientsError: string | undefined;
   try {
     recipients = session.recipientsFor(identityRecipients);
-  } catch {
+  } catch (error) {
+    recipientsError = (error as Error).message;
     // A damaged recipients file is still named; its valid lines are listed.
     const flag = session.config.recipientsFile;
     recipients = {
@@ -1015,6 +1029,7 @@ export async function collectSessionStatus(
     store: session.config.store,
     recipientsFile: recipients.path,
     recipientsSource: recipients.source,
+    recipientsError,
     identityRecipients,
     ramDir: session.ramDir,
     linkPath: session.linkPath,

@@ -22,11 +22,11 @@ export type FileRole = "store" | "identity file" | "recipients file";
 
 const ROLE_HINTS: Readonly<Record<FileRole, string>> = {
   store:
-    "pass the encrypted auth.json with --auth-enc PATH or SECURE_CODEX_AUTH_ENC",
+    "pass the encrypted auth.json with --auth-enc PATH or SECURE_CODEX_AUTH_ENC, or set store in the config file",
   "identity file":
-    "pass an age identity file with --identity PATH or SECURE_CODEX_IDENTITY",
+    "pass an age identity file with --identity PATH or SECURE_CODEX_IDENTITY, or set identities in the config file",
   "recipients file":
-    "pass a file of age recipients with --recipients-file PATH or SECURE_CODEX_RECIPIENTS_FILE",
+    "pass a file of age recipients with --recipients-file PATH or SECURE_CODEX_RECIPIENTS_FILE, or set recipientsFile in the config file",
 };
 
 /**
