@@ -647,6 +647,15 @@ function collectWarnings(
         }`,
       path: inputs.ramDir,
     });
+  } else if (report.ramDir.filesystem === "other") {
+    warnings.push({
+      code: "ram-dir-not-in-ram",
+      message:
+        `the RAM directory is not on tmpfs or ramfs: ${inputs.ramDir}; ` +
+        "secure-codex refuses to unlock into it: mount a tmpfs there, " +
+        "or choose a RAM directory on tmpfs with --ram-dir or ramDir in the config file",
+      path: inputs.ramDir,
+    });
   }
 
   const elsewhere: LinkState | null = report.link.status === "elsewhere"
