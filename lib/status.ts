@@ -289,6 +289,15 @@ async function storeChangedSince(
     sha256 !== state.pending?.storeSha256;
 }
 
+/** Tells whether a path is a regular file, following symlinks. */
+function isRegularFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
 /** Reads the store's age header from its first bytes. */
 function inspectStore(
   path: string,
@@ -517,9 +526,14 @@ function collectWarnings(
   if (report.store.exists && report.store.encryption === null) {
     warnings.push({
       code: "store-not-age",
-      message: `the store is not a readable age file: ${inputs.store}; ` +
-        "every secure-codex run fails on it, so restore it from a backup, " +
-        `or move it aside and log in again with ${command("-- login")}`,
+      // A directory or device is a wrong path, not a damaged store.
+      message: isRegularFile(inputs.store)
+        ? `the store is not a readable age file: ${inputs.store}; ` +
+          "every secure-codex run fails on it, so restore it from a backup, " +
+          `or move it aside and log in again with ${command("-- login")}`
+        : `the store is not a regular file: ${inputs.store}; ` +
+          "every secure-codex run fails on it: name the encrypted auth.json " +
+          "with --auth-enc PATH, SECURE_CODEX_AUTH_ENC or store in the config file",
       path: inputs.store,
     });
   }

@@ -542,6 +542,9 @@ Deno.test("collectStatus warns about a store that is not age", async () => {
     Deno.mkdirSync(home.store);
     const directory = await collectStatus(home.inputs());
     assert.deepEqual(codes(directory), ["store-not-age"]);
+    const [wrongPath] = warningsOf(directory, "store-not-age");
+    assert.match(wrongPath.message, /^the store is not a regular file: /);
+    assert.doesNotMatch(wrongPath.message, /backup/);
 
     Deno.removeSync(home.store);
     Deno.writeTextFileSync(
