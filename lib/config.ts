@@ -377,6 +377,29 @@ export function loadConfig(
         { hints: [`make it yours alone: chmod go-w ${path}`] },
       );
     }
+    // Whoever can write the directory can rename another file over the
+    // config, unless the sticky bit (as on /tmp) keeps others' names safe.
+    const directory = dirname(path);
+    const directoryInfo = Deno.statSync(directory);
+    if (
+      uid !== null && directoryInfo.uid !== uid && directoryInfo.uid !== 0
+    ) {
+      throw new CliError(
+        `config file's directory is owned by uid ${directoryInfo.uid}, not by you (uid ${uid}): ${directory}`,
+        { hints: ["another user could replace the file; keep your own copy"] },
+      );
+    }
+    const directoryMode = directoryInfo.mode ?? 0;
+    if ((directoryMode & 0o022) !== 0 && (directoryMode & 0o1000) === 0) {
+      throw new CliError(
+        `config file's directory is writable by group or others: ${directory}`,
+        {
+          hints: [
+            `another user could replace the file: chmod go-w ${directory}`,
+          ],
+        },
+      );
+    }
     if (info.size > MAX_CONFIG_BYTES) {
       throw new CliError(
         `config file is too large (${info.size} bytes, limit ${MAX_CONFIG_BYTES}): ${path}`,

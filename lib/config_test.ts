@@ -1224,6 +1224,26 @@ Deno.test("loadConfig rejects a config others can write", async () => {
   }
 });
 
+Deno.test("loadConfig rejects a directory others can write", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/config.jsonc`;
+    await Deno.writeTextFile(path, "{}\n");
+    await Deno.chmod(dir, 0o777);
+    assert.throws(
+      () => loadConfig(path, { required: true, home: "/h" }),
+      /config file's directory is writable by group or others: /,
+    );
+    // The sticky bit keeps other users from renaming over the file.
+    await Deno.chmod(dir, 0o1777);
+    assert.ok(loadConfig(path, { required: true, home: "/h" }) !== null);
+    await Deno.chmod(dir, 0o755);
+    assert.ok(loadConfig(path, { required: true, home: "/h" }) !== null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("configLocation rejects a codex setting as --config", () => {
   let error: unknown;
   try {
