@@ -343,7 +343,7 @@ export class Session {
         MAX_KEY_FILE_BYTES,
       );
       // It warns instead of refusing, because a key on a filesystem without
-      // Unix modes (FAT, some network mounts) shows bits nobody can remove.
+      // Unix modes (FAT, some network mounts) shows bits that cannot be removed.
       const mode = info.mode ?? 0;
       const access = sharedAccess(mode);
       if (access !== null) {
@@ -558,7 +558,9 @@ export class Session {
       }
       if (this.#keepUnknownCopy(snapshot)) return;
     }
-    await this.#unlock();
+    // The RAM copy contains the tokens this session last synced. A store
+    // with older ones (a restored backup) may carry a spent refresh token.
+    await this.#unlock({ keepIfOlderThan: state.lastRefresh });
   }
 
   /**
@@ -685,7 +687,9 @@ export class Session {
   }
 
   /** Decrypts the store into RAM and records the new state. */
-  async #unlock(): Promise<void> {
+  async #unlock(
+    options: { keepIfOlderThan?: string | null } = {},
+  ): Promise<void> {
     const ciphertext = readStore(this.config.store, this.config.uid);
     if (ciphertext === null) throw storeNotFound(this.config.store, this);
     // Requested first, so the worker reads the identity files while age runs.
@@ -695,6 +699,20 @@ export class Session {
     });
     const decrypted = await this.#decrypt(ciphertext);
     mark("decrypt");
+    const ramRefresh = options.keepIfOlderThan ?? null;
+    if (isOlder(decrypted.lastRefresh, ramRefresh)) {
+      warn(
+        `the store holds older tokens than this session's RAM copy; kept the RAM copy: ${this.config.store}`,
+        [
+          `the store's tokens were refreshed at ${decrypted.lastRefresh}, the RAM copy's at ${ramRefresh}; a restored backup or another machine's copy may hold a spent refresh token`,
+          "to save the RAM copy's tokens: move the store aside and run secure-codex again, which saves them to a new store",
+          `to use the store's tokens anyway: ${
+            this.command("--cleanup --force")
+          }, then run secure-codex again`,
+        ],
+      );
+      return;
+    }
     await this.#install(ciphertext, decrypted, recipients);
   }
 
@@ -1244,8 +1262,8 @@ export class Session {
       inspectLink(this.linkPath, this.ramCopy),
     );
     if (endedRamDir === null) return false;
-    // A RAM directory that holds another store's session must not receive
-    // this home's link: codex would then run on that store's tokens.
+    // A RAM directory with another store's session must not receive this
+    // home's link, or codex would run on that store's tokens.
     const recorded = this.readState();
     if (recorded !== null && !isSameFile(recorded.store, this.config.store)) {
       return false;

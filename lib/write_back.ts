@@ -122,7 +122,13 @@ export async function writeBack(
     });
     return { status: "unchanged" };
   }
-  if (isOlder(snapshot.lastRefresh, state.lastRefresh)) {
+  // A store time still ahead of this clock (a fast clock elsewhere, or this
+  // one set back) would make every refresh here look older.
+  // NOTE: until that time passes, an older copy put in RAM by hand is saved.
+  if (
+    isOlder(snapshot.lastRefresh, state.lastRefresh) &&
+    !isOlder(new Date().toISOString(), state.lastRefresh)
+  ) {
     return { status: "older" };
   }
 

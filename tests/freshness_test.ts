@@ -1,0 +1,177 @@
+/**
+ * Which tokens win when the RAM copy and the store disagree on their age. An
+ * older RAM copy is never saved over the store. An older store put in place
+ * while a session is unlocked never replaces the RAM copy. A store written by
+ * a clock that runs ahead does not block the refreshes after it.
+ *
+ * A fake codex stands in for a token refresh: it saves `NEW_AUTH` through
+ * the link as codex does, with a temp file beside the target and a rename.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  createFixture,
+  fakeChatGptAuth,
+  fakeCodexEnv,
+  type Fixture,
+  writeFakeCodex,
+} from "./helpers.ts";
+
+const SAVE_NEW_AUTH = `target=$(readlink -f "$CODEX_HOME/auth.json")
+if [ -n "$NEW_AUTH" ]; then
+  printf '%s' "$NEW_AUTH" > "\${target%/*}/.auth-refresh"
+  mv -f "\${target%/*}/.auth-refresh" "$target"
+fi
+`;
+
+const MINUTE = 60_000;
+
+function at(offsetMs: number): string {
+  return new Date(Date.now() + offsetMs).toISOString();
+}
+
+/** Runs the fake codex, which saves `auth` when given one. */
+async function runRefresh(
+  fixture: Fixture,
+  fake: string,
+  auth?: unknown,
+): Promise<{ code: number; stderr: string }> {
+  const extra: Record<string, string> = { SECURE_CODEX_KEEP: "1" };
+  if (auth !== undefined) extra.NEW_AUTH = JSON.stringify(auth);
+  return await fixture.run(["--", "exec", "x"], {
+    env: fakeCodexEnv(fixture, fake, extra),
+  });
+}
+
+async function storedRefreshToken(
+  fixture: Fixture,
+): Promise<string | undefined> {
+  const stored = await fixture.readStore() as {
+    tokens?: { refresh_token?: string };
+  };
+  return stored.tokens?.refresh_token;
+}
+
+function ramRefreshToken(fixture: Fixture): string | undefined {
+  const ramCopy = join(fixture.ramDir(), "auth.json");
+  const auth = JSON.parse(Deno.readTextFileSync(ramCopy)) as {
+    tokens?: { refresh_token?: string };
+  };
+  return auth.tokens?.refresh_token;
+}
+
+Deno.test("an older RAM copy is not saved", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-store",
+        lastRefresh: at(-MINUTE),
+      }),
+    );
+    const fake = await writeFakeCodex(fixture, SAVE_NEW_AUTH);
+    const storeBefore = await Deno.readFile(fixture.store);
+    const result = await runRefresh(
+      fixture,
+      fake,
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-older",
+        lastRefresh: at(-60 * MINUTE),
+      }),
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stderr,
+      /warning: the RAM copy holds older tokens than the store; not saved: /,
+    );
+    assert.deepEqual(await Deno.readFile(fixture.store), storeBefore);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("a store from a clock ahead does not block saves", async () => {
+  const fixture = await createFixture();
+  try {
+    // Written on a machine whose clock ran five minutes fast.
+    await fixture.writeStore(
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-1",
+        lastRefresh: at(5 * MINUTE),
+      }),
+    );
+    const fake = await writeFakeCodex(fixture, SAVE_NEW_AUTH);
+    const result = await runRefresh(
+      fixture,
+      fake,
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-2",
+        lastRefresh: at(0),
+      }),
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.doesNotMatch(result.stderr, /older/);
+    assert.equal(await storedRefreshToken(fixture), "rt-2");
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("an older store does not replace the RAM copy", async () => {
+  const fixture = await createFixture();
+  try {
+    const older = fakeChatGptAuth({
+      canary: fixture.canary,
+      refreshToken: "rt-backup",
+      lastRefresh: at(-60 * MINUTE),
+    });
+    await fixture.writeStore(older);
+    const fake = await writeFakeCodex(fixture, SAVE_NEW_AUTH);
+    const refreshed = await runRefresh(
+      fixture,
+      fake,
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-newest",
+        lastRefresh: at(0),
+      }),
+    );
+    assert.equal(refreshed.code, 0, refreshed.stderr);
+    assert.equal(await storedRefreshToken(fixture), "rt-newest");
+
+    // A backup restored over the store while the session is unlocked.
+    await fixture.writeStore(older);
+    const restored = await Deno.readFile(fixture.store);
+    const result = await runRefresh(fixture, fake);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stderr,
+      /warning: the store holds older tokens than this session's RAM copy; kept the RAM copy: /,
+    );
+    assert.match(result.stderr, /hint: to save the RAM copy's tokens: /);
+    assert.equal(ramRefreshToken(fixture), "rt-newest");
+    assert.deepEqual(await Deno.readFile(fixture.store), restored);
+
+    // A newer store from elsewhere still replaces an unchanged RAM copy.
+    await fixture.writeStore(
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-elsewhere",
+        lastRefresh: at(MINUTE),
+      }),
+    );
+    const newer = await runRefresh(fixture, fake);
+    assert.equal(newer.code, 0, newer.stderr);
+    assert.doesNotMatch(newer.stderr, /older/);
+    assert.equal(ramRefreshToken(fixture), "rt-elsewhere");
+  } finally {
+    await fixture.dispose();
+  }
+});
