@@ -303,8 +303,15 @@ async function run(options: Options): Promise<number | CodexExit> {
     ) {
       return exit;
     }
-    session.relinkIfRemoved();
-    await session.leave(options.keep);
+    try {
+      session.relinkIfRemoved();
+      await session.leave(options.keep);
+    } catch (error) {
+      // codex has run, so its exit status is the one to return. The failure
+      // is reported like a write-back's, and the next run retries the save.
+      if (!(error instanceof CliError)) throw error;
+      printError(error);
+    }
     mark("leave");
     return exit;
   } finally {

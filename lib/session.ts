@@ -1472,7 +1472,12 @@ const reported = new Set<string>();
 
 /** Names the fix for a failed store write from the system error in its reason. */
 function failureFix(reason: string, store: string): string {
-  const directory = shellQuote(dirname(followLink(store)));
+  // Deno's file errors end with the path they concern, such as
+  // "open '/run/user/1000/...'": the failure may be in the RAM directory.
+  const named = /: [a-z]+ '([^']+)'/.exec(reason)?.[1];
+  const directory = shellQuote(
+    dirname(named === undefined ? followLink(store) : named),
+  );
   if (reason.includes("No space left on device")) {
     return `free space on the filesystem of ${directory}`;
   }

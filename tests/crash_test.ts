@@ -1451,3 +1451,70 @@ for (const signal of SIGNALS) {
     },
   });
 }
+
+/**
+ * A fake codex that fills the RAM filesystem and then writes a refreshed
+ * auth.json in place, which reuses the file's own page, and exits with 3.
+ */
+const FILL_RAM_THEN_SAVE = `target=$(readlink -f "$CODEX_HOME/auth.json")
+dd if=/dev/zero of="\${target%/*}/.fill" bs=64k 2>/dev/null
+# dd stops short of the last page; small files take what is left.
+for i in 1 2 3 4 5 6 7 8; do printf x 2>/dev/null > "\${target%/*}/.fill$i" || break; done
+printf '%s' "$NEW_AUTH" > "$target"
+sleep 0.3
+exit 3
+`;
+
+Deno.test({
+  name: "full RAM at write-back keeps codex's exit code",
+  ignore: NOT_ROOT,
+  fn: async () => {
+    const fixture = await createFixture();
+    try {
+      await fixture.writeStore(
+        fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-1" }),
+      );
+      const unlock = await fixture.run(["--unlock"]);
+      assert.equal(unlock.code, 0, unlock.stderr);
+      const storeBefore = await Deno.readFile(fixture.store);
+      const fake = await writeFakeCodex(fixture, FILL_RAM_THEN_SAVE);
+      const refreshed = fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-2",
+        lastRefresh: new Date(Date.now() + 60_000).toISOString(),
+      });
+      const result = await fixture.run(["--", "exec", "x"], {
+        env: fakeCodexEnv(fixture, fake, {
+          NEW_AUTH: JSON.stringify(refreshed),
+          SECURE_CODEX_KEEP: "1",
+        }),
+      });
+      assert.equal(result.code, 3, result.stderr);
+      assert.match(result.stderr, /cannot write the session state: /);
+      // The advice names the full filesystem, the RAM directory's, never the
+      // codex home's on disk.
+      assert.ok(
+        result.stderr.includes(
+          `hint: free space on the filesystem of ${fixture.ramDir()}, then`,
+        ),
+        result.stderr,
+      );
+      assert.deepEqual(await Deno.readFile(fixture.store), storeBefore);
+
+      // With space again, the next run saves the refresh.
+      for (const entry of Deno.readDirSync(fixture.ramDir())) {
+        if (entry.name.startsWith(".fill")) {
+          Deno.removeSync(join(fixture.ramDir(), entry.name));
+        }
+      }
+      const next = await fixture.run(["--", "login", "status"]);
+      assert.equal(next.code, 0, next.stderr);
+      const stored = await fixture.readStore() as {
+        tokens: { refresh_token: string };
+      };
+      assert.equal(stored.tokens.refresh_token, "rt-2");
+    } finally {
+      await fixture.dispose();
+    }
+  },
+});
