@@ -560,7 +560,7 @@ export class Session {
     }
     // The RAM copy contains the tokens this session last synced. A store
     // with older ones (a restored backup) may carry a spent refresh token.
-    await this.#unlock({ keepIfOlderThan: state.lastRefresh });
+    await this.#unlock({ ramCopy: { lastRefresh: state.lastRefresh } });
   }
 
   /**
@@ -687,8 +687,12 @@ export class Session {
   }
 
   /** Decrypts the store into RAM and records the new state. */
+  /**
+   * Decrypts the store into RAM. `ramCopy` describes a RAM copy the store
+   * would replace: a store with older tokens then leaves it in place.
+   */
   async #unlock(
-    options: { keepIfOlderThan?: string | null } = {},
+    options: { ramCopy?: { lastRefresh: string | null } } = {},
   ): Promise<void> {
     const ciphertext = readStore(this.config.store, this.config.uid);
     if (ciphertext === null) throw storeNotFound(this.config.store, this);
@@ -697,9 +701,26 @@ export class Session {
     recipients.catch(() => {
       // Awaited by #install. A failed decryption leaves it unread.
     });
-    const decrypted = await this.#decrypt(ciphertext);
+    let decrypted: DecryptResult;
+    try {
+      decrypted = await this.#decrypt(ciphertext);
+    } catch (error) {
+      if (!(error instanceof CliError) || options.ramCopy === undefined) {
+        throw error;
+      }
+      // Called for a store replaced under an unlocked session: say that the
+      // session's own login is still there.
+      throw new CliError(error.message, {
+        hints: [
+          `the RAM copy still has this session's login and was kept: ${this.ramCopy}`,
+          "to save it to a new store: move the store aside and run secure-codex again",
+          ...error.hints,
+        ],
+        exitCode: error.exitCode,
+      });
+    }
     mark("decrypt");
-    const ramRefresh = options.keepIfOlderThan ?? null;
+    const ramRefresh = options.ramCopy?.lastRefresh ?? null;
     if (isOlder(decrypted.lastRefresh, ramRefresh)) {
       warn(
         `the store holds older tokens than this session's RAM copy; kept the RAM copy: ${this.config.store}`,

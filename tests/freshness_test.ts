@@ -1,8 +1,9 @@
 /**
- * Which tokens win when the RAM copy and the store disagree on their age. An
- * older RAM copy is never saved over the store. An older store put in place
- * while a session is unlocked never replaces the RAM copy. A store written by
- * a clock that runs ahead does not block the refreshes after it.
+ * Which tokens win when the RAM copy and the store disagree. An older RAM
+ * copy is never saved over the store. An older store, or one this run cannot
+ * decrypt, put in place while a session is unlocked never replaces the RAM
+ * copy. A store written by a clock that runs ahead does not block the
+ * refreshes after it.
  *
  * A fake codex stands in for a token refresh: it saves `NEW_AUTH` through
  * the link as codex does, with a temp file beside the target and a rename.
@@ -17,6 +18,7 @@ import {
   fakeChatGptAuth,
   fakeCodexEnv,
   type Fixture,
+  runCommand,
   writeFakeCodex,
 } from "./helpers.ts";
 
@@ -171,6 +173,45 @@ Deno.test("an older store does not replace the RAM copy", async () => {
     assert.equal(newer.code, 0, newer.stderr);
     assert.doesNotMatch(newer.stderr, /older/);
     assert.equal(ramRefreshToken(fixture), "rt-elsewhere");
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("a store for another key keeps the RAM copy", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(
+      fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-mine" }),
+    );
+    const fake = await writeFakeCodex(fixture, SAVE_NEW_AUTH);
+    const unlock = await runRefresh(fixture, fake);
+    assert.equal(unlock.code, 0, unlock.stderr);
+
+    // Another key's store copied over this one while the session is unlocked.
+    const other = join(fixture.dir, "other-key.txt");
+    assert.equal((await runCommand("age-keygen", ["-o", other])).code, 0);
+    const recipient = (await runCommand("age-keygen", ["-y", other])).stdout
+      .trim();
+    const encrypted = await runCommand(
+      "age",
+      ["-e", "-r", recipient, "-o", fixture.store],
+      { stdin: '{"OPENAI_API_KEY":"sk-other"}' },
+    );
+    assert.equal(encrypted.code, 0, encrypted.stderr);
+
+    const result = await runRefresh(fixture, fake);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /secure-codex: cannot decrypt the store: /);
+    assert.ok(
+      result.stderr.includes(
+        `hint: the RAM copy still has this session's login and was kept: ${
+          join(fixture.ramDir(), "auth.json")
+        }`,
+      ),
+      result.stderr,
+    );
+    assert.equal(ramRefreshToken(fixture), "rt-mine");
   } finally {
     await fixture.dispose();
   }
