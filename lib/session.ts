@@ -1036,14 +1036,34 @@ export class Session {
       const last = users === null ? true : users.tryLockSync(true);
       users?.close();
       if (!last) return;
-      if (!isSaved(outcome)) {
-        warn(
-          `kept the RAM copy because it is not saved in the store: ${this.ramCopy}`,
-        );
+      const notInStore = await this.#notInStore(outcome);
+      if (notInStore !== null) {
+        warn(`kept the RAM copy because ${notInStore}: ${this.ramCopy}`);
         return;
       }
       this.#removeFiles();
     });
+  }
+
+  /**
+   * Tells why the store may not hold the RAM copy's tokens after a
+   * write-back, or null when removing the copy loses nothing. An unchanged
+   * copy is in the store only while the store is still the one this session
+   * last read or wrote: a restored backup or another key's store put in place
+   * since then leaves the RAM copy as the only copy of its tokens.
+   */
+  async #notInStore(outcome: WriteBackOutcome): Promise<string | null> {
+    if (outcome.status === "saved" || outcome.status === "absent") return null;
+    if (outcome.status !== "unchanged") return "it is not saved in the store";
+    const state = this.readState();
+    const ciphertext = readStore(this.config.store, this.config.uid);
+    if (state === null || ciphertext === null) {
+      return "the store it was saved to is missing";
+    }
+    if (await sha256Hex(ciphertext) !== state.storeSha256) {
+      return "the store changed since this session last saved it, so the RAM copy may hold the only copy of its tokens";
+    }
+    return null;
   }
 
   /**
@@ -1131,9 +1151,10 @@ export class Session {
           interactive: options.interactive,
         });
         reportWriteBack(this, outcome);
-        if (!isSaved(outcome)) {
+        const notInStore = await this.#notInStore(outcome);
+        if (notInStore !== null) {
           warn(
-            `the session's time to live has passed, but its RAM copy is not saved, so it stays unlocked: ${this.ramCopy}`,
+            `the session's time to live has passed, but it stays unlocked because ${notInStore}: ${this.ramCopy}`,
           );
           return false;
         }
@@ -1386,12 +1407,22 @@ export class Session {
           }`,
         );
       }
-      if (isSaved(outcome)) return;
       if (outcome.status === "invalid" && isUnparseable(outcome.reason)) {
         // Not even JSON, so removing it loses no login; the caller removes it.
         return;
       }
-      problem = `the RAM copy is not saved in the store: ${this.ramCopy}`;
+      const notInStore = await this.#notInStore(outcome);
+      if (notInStore === null) return;
+      problem = outcome.status === "unchanged"
+        ? `cannot remove the RAM copy, because ${notInStore}: ${this.ramCopy}`
+        : `the RAM copy is not saved in the store: ${this.ramCopy}`;
+      if (outcome.status === "unchanged") {
+        fix = [
+          `to save it to a new store: ${
+            pathExists(this.config.store) ? "move the store aside, then " : ""
+          }run ${this.command("-- login status")}`,
+        ];
+      }
     }
     if (!force) {
       throw new CliError(problem, {
@@ -1428,11 +1459,6 @@ export class Session {
 const LOCKED_TTL_FILE = "locked-ttl";
 
 const KEPT_FILES = new Set(["session.lock", "users.lock", VERIFIED_MARKER]);
-
-function isSaved(outcome: WriteBackOutcome): boolean {
-  return outcome.status === "saved" || outcome.status === "unchanged" ||
-    outcome.status === "absent";
-}
 
 /** Builds what to do instead of a passphrase prompt when no terminal exists. */
 function nonInteractiveHints(session: Session): string[] {

@@ -216,3 +216,62 @@ Deno.test("a store for another key keeps the RAM copy", async () => {
     await fixture.dispose();
   }
 });
+
+Deno.test("cleanup keeps a RAM copy the store lacks", async () => {
+  const fixture = await createFixture();
+  try {
+    const older = fakeChatGptAuth({
+      canary: fixture.canary,
+      refreshToken: "rt-backup",
+      lastRefresh: at(-60 * MINUTE),
+    });
+    await fixture.writeStore(older);
+    const fake = await writeFakeCodex(fixture, SAVE_NEW_AUTH);
+    const refreshed = await runRefresh(
+      fixture,
+      fake,
+      fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-newest",
+        lastRefresh: at(0),
+      }),
+    );
+    assert.equal(refreshed.code, 0, refreshed.stderr);
+    // The RAM copy now matches the store; then a backup is restored.
+    await fixture.writeStore(older);
+
+    const cleanup = await fixture.run(["--cleanup"]);
+    assert.equal(cleanup.code, 1, cleanup.stderr);
+    assert.match(
+      cleanup.stderr,
+      /secure-codex: cannot remove the RAM copy, because the store changed since this session last saved it, so the RAM copy may hold the only copy of its tokens: /,
+    );
+    assert.match(
+      cleanup.stderr,
+      /hint: to save it to a new store: move the store aside, then run /,
+    );
+    assert.equal(ramRefreshToken(fixture), "rt-newest");
+
+    const run = await fixture.run(["--", "exec", "x"], {
+      env: fakeCodexEnv(fixture, fake, { SECURE_CODEX_KEEP: "0" }),
+    });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(
+      run.stderr,
+      /warning: kept the RAM copy because the store changed since this session last saved it/,
+    );
+    assert.equal(ramRefreshToken(fixture), "rt-newest");
+
+    // Without any store, the RAM copy is the only copy too.
+    Deno.removeSync(fixture.store);
+    const missing = await fixture.run(["--cleanup"]);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(
+      missing.stderr,
+      /cannot remove the RAM copy, because the store it was saved to is missing: /,
+    );
+    assert.equal(ramRefreshToken(fixture), "rt-newest");
+  } finally {
+    await fixture.dispose();
+  }
+});

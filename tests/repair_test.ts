@@ -279,7 +279,7 @@ Deno.test("stale temp files are removed at start", async () => {
   }
 });
 
-Deno.test("cleanup works without store identity or codex", async () => {
+Deno.test("cleanup works without identity or codex", async () => {
   const fixture = await createFixture();
   try {
     await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
@@ -288,8 +288,7 @@ Deno.test("cleanup works without store identity or codex", async () => {
     const ramCopy = join(fixture.ramDir(), "auth.json");
     assert.equal(pathExists(ramCopy), true);
 
-    // The RAM copy is unchanged, so nothing needs the store, the identity or codex.
-    Deno.removeSync(fixture.store);
+    // The RAM copy is unchanged, so nothing needs the identity or codex.
     Deno.removeSync(fixture.identity);
     const toolsWithoutCodex = await Deno.makeTempDir({ dir: fixture.dir });
     for (const tool of ["age", "deno", "sh", "readlink", "dirname"]) {
@@ -300,9 +299,19 @@ Deno.test("cleanup works without store identity or codex", async () => {
       const path = new TextDecoder().decode(found.stdout).trim();
       Deno.symlinkSync(path, join(toolsWithoutCodex, tool));
     }
-    const result = await fixture.run(["--cleanup"], {
-      env: { PATH: toolsWithoutCodex },
-    });
+    const env = { PATH: toolsWithoutCodex };
+
+    // Without the store, the RAM copy is the only copy of the login, so only
+    // --force removes it.
+    const storeBytes = Deno.readFileSync(fixture.store);
+    Deno.removeSync(fixture.store);
+    const refused = await fixture.run(["--cleanup"], { env });
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /the store it was saved to is missing: /);
+    assert.equal(pathExists(ramCopy), true);
+    Deno.writeFileSync(fixture.store, storeBytes);
+
+    const result = await fixture.run(["--cleanup"], { env });
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, /removed the RAM copy: /);
     assert.equal(pathExists(ramCopy), false);
