@@ -1515,7 +1515,8 @@ export function storeNotFound(
   });
 }
 
-const reported = new Set<string>();
+/** The problems already reported, per session: `--watch` runs several. */
+const reported = new WeakMap<Session, Set<string>>();
 
 /** Names the fix for a failed store write from the system error in its reason. */
 function failureFix(reason: string, store: string): string {
@@ -1557,11 +1558,13 @@ export function reportWriteBack(
     outcome.status === "saved" || outcome.status === "unchanged" ||
     outcome.status === "absent"
   ) {
-    reported.clear();
+    reported.delete(session);
     return;
   }
-  if (reported.has(outcome.status)) return;
-  reported.add(outcome.status);
+  let seen = reported.get(session);
+  if (seen === undefined) reported.set(session, seen = new Set());
+  if (seen.has(outcome.status)) return;
+  seen.add(outcome.status);
   const { store } = session.config;
   switch (outcome.status) {
     case "deferred":
