@@ -306,8 +306,12 @@ export class Session {
         return await writeBack(this, options);
       });
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return { status: "absent" };
-      throw error;
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      // The RAM directory removed while this waited for its lock.
+      if (lstatOrNull(this.ramDir) === null) return { status: "absent" };
+      // Anything else missing, such as a store directory moved away, leaves
+      // the tokens unsaved and must be reported.
+      return { status: "failed", reason: error.message };
     }
   }
 

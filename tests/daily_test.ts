@@ -442,6 +442,46 @@ Deno.test("watch waits for a copy still being written", async () => {
   }
 });
 
+Deno.test("watch reports a codex home moved away", async () => {
+  const fixture = await createFixture();
+  let watch: Background | null = null;
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const unlock = await fixture.run(["--unlock"]);
+    assert.equal(unlock.code, 0, unlock.stderr);
+    watch = startBackground(fixture, ["--watch"]);
+    await watch.waitForLine("watch default: watching");
+    await sleep(WATCHER_SETTLE_MS);
+
+    // The codex home goes away with its store (renamed, or on a drive that
+    // was unmounted), then plain codex saves a refresh into RAM.
+    await Deno.rename(fixture.codexHome, `${fixture.codexHome}.off`);
+    const ramCopy = join(fixture.ramDir(), "auth.json");
+    await Deno.writeTextFile(
+      `${ramCopy}.new`,
+      JSON.stringify(fakeChatGptAuth({
+        canary: fixture.canary,
+        refreshToken: "rt-unsaved",
+        lastRefresh: new Date(Date.now() + 60_000).toISOString(),
+      })),
+      { mode: 0o600 },
+    );
+    await Deno.rename(`${ramCopy}.new`, ramCopy);
+    await waitFor(
+      () => watch!.stderr().includes("warning: write-back failed: "),
+      "the watch to report the failed save",
+    ).catch((error) => {
+      throw new Error(`${error.message}; stderr:\n${watch!.stderr()}`);
+    });
+    await watch.stop("SIGTERM");
+    assert.ok(!watch.stderr().includes(fixture.canary), "canary on stderr");
+    await Deno.rename(`${fixture.codexHome}.off`, fixture.codexHome);
+  } finally {
+    await watch?.dispose();
+    await fixture.dispose();
+  }
+});
+
 Deno.test("config TTL locks next run", async () => {
   const fixture = await createFixture();
   try {
