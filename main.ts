@@ -76,19 +76,31 @@ function canonicalCodexHome(
       notice(`created the codex home: ${path}`);
       return Deno.realPathSync(path);
     }
+    const otherHome = source === "CODEX_HOME"
+      ? "or fix CODEX_HOME, or pass the right home with --real-codex-home PATH"
+      : source === "codexHome in the config file"
+      ? "or fix codexHome in the config file"
+      : profile !== "default"
+      ? `or set "codexHome" in profile ${profile} of the config file`
+      : "or pass the right one with --real-codex-home PATH or SECURE_CODEX_REAL_CODEX_HOME";
     if (error instanceof Deno.errors.NotFound) {
       throw new CliError(`codex home not found: ${path}${from}`, {
         hints: [
           `create it with: mkdir -p -m 700 ${shellQuote(path)}`,
-          source === "CODEX_HOME"
-            ? "or fix CODEX_HOME, or pass the right home with --real-codex-home PATH"
-            : source === "codexHome in the config file"
-            ? "or fix codexHome in the config file"
-            : profile !== "default"
-            ? `or set "codexHome" in profile ${profile} of the config file`
-            : "or pass the right one with --real-codex-home PATH or SECURE_CODEX_REAL_CODEX_HOME",
+          otherHome,
         ],
       });
+    }
+    // A file where a parent directory belongs, a symlink loop, no access.
+    if (
+      error instanceof Deno.errors.NotADirectory ||
+      error instanceof Deno.errors.FilesystemLoop ||
+      error instanceof Deno.errors.PermissionDenied
+    ) {
+      throw new CliError(
+        `cannot use the codex home: ${path}${from}: ${error.message}`,
+        { hints: [otherHome.replace(/^or /, "")] },
+      );
     }
     throw error;
   }

@@ -431,6 +431,19 @@ export function loadConfig(
         ],
       });
     }
+    if (
+      error instanceof Deno.errors.NotADirectory ||
+      error instanceof Deno.errors.FilesystemLoop
+    ) {
+      throw new CliError(
+        `cannot read the config file: ${path}: ${error.message}`,
+        {
+          hints: [
+            "fix the path, or pass another file with --config PATH or SECURE_CODEX_CONFIG",
+          ],
+        },
+      );
+    }
     if (error instanceof Deno.errors.PermissionDenied) {
       throw new CliError(
         `config file is not readable (permission denied): ${path}`,
