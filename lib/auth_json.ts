@@ -149,3 +149,25 @@ export function isOlder(
   if (Number.isNaN(a) || Number.isNaN(b)) return false;
   return a < b;
 }
+
+/**
+ * Like {@linkcode isOlder} for a candidate against the store's tokens, but a
+ * store time still ahead of `now` never counts: it comes from a clock that
+ * runs fast, or from before this clock was set back, and would make every
+ * refresh made here look older until then.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * const now = new Date("2026-01-01T00:00:00Z");
+ * assert.deepEqual(isOlderThanStore("2025-12-31T23:00:00Z", "2025-12-31T23:30:00Z", now), true);
+ * assert.deepEqual(isOlderThanStore("2025-12-31T23:00:00Z", "2026-01-01T00:05:00Z", now), false);
+ * ```
+ */
+export function isOlderThanStore(
+  candidate: string | null,
+  store: string | null,
+  now: Date = new Date(),
+): boolean {
+  return isOlder(candidate, store) && !isOlder(now.toISOString(), store);
+}

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { checkAuthJson, isOlder, isUnparseable } from "./auth_json.ts";
+import {
+  checkAuthJson,
+  isOlder,
+  isOlderThanStore,
+  isUnparseable,
+} from "./auth_json.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 const tokens = {
@@ -100,4 +105,13 @@ Deno.test("isUnparseable accepts only non-JSON text", () => {
   ) {
     assert.equal(isUnparseable(reasonOf(text)), false, text);
   }
+});
+
+Deno.test("isOlderThanStore ignores a store time ahead of now", () => {
+  const now = new Date("2026-06-01T12:00:00Z");
+  const older = "2026-06-01T11:00:00Z";
+  assert.equal(isOlderThanStore(older, "2026-06-01T11:30:00Z", now), true);
+  assert.equal(isOlderThanStore(older, "2026-06-01T12:05:00Z", now), false);
+  assert.equal(isOlderThanStore("2026-06-01T11:45:00Z", older, now), false);
+  assert.equal(isOlderThanStore(older, null, now), false);
 });

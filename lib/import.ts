@@ -11,7 +11,7 @@
  * @module
  */
 
-import { isOlder } from "./auth_json.ts";
+import { isOlderThanStore } from "./auth_json.ts";
 import { dirname } from "./path.ts";
 import { ensureLink, inspectLink } from "./link.ts";
 import { CliError, notice, shellQuote, warn } from "./output.ts";
@@ -19,6 +19,7 @@ import { checkRamSpace, lstatOrNull } from "./ram_dir.ts";
 import { rememberRecipients } from "./recipients.ts";
 import type { Session } from "./session.ts";
 import {
+  asidePath,
   parseStoreHeader,
   readStore,
   replaceStore,
@@ -88,7 +89,7 @@ export async function importPlaintext(
         { hints: ["nothing was changed"] },
       );
     }
-    if (isOlder(found.lastRefresh, storeLastRefresh)) {
+    if (isOlderThanStore(found.lastRefresh, storeLastRefresh)) {
       throw new CliError(
         `the store contains newer tokens than the plaintext auth.json: last_refresh ${storeLastRefresh} in ${config.store}, ${found.lastRefresh} in ${linkPath}`,
         {
@@ -99,7 +100,7 @@ export async function importPlaintext(
             }`,
             `to import it all the same, move the store aside first: mv ${
               shellQuote(config.store)
-            } ${shellQuote(asideName(config.store))}`,
+            } ${shellQuote(asidePath(config.store))}`,
           ],
         },
       );
@@ -195,15 +196,6 @@ async function lastRefreshOf(
     );
     return null;
   }
-}
-
-/**
- * Names a place to move a store aside. It keeps the `.age` suffix, which shows
- * people and `--status` that the file is ciphertext, not a plaintext copy.
- */
-function asideName(store: string): string {
-  const base = store.endsWith(".age") ? store.slice(0, -".age".length) : store;
-  return `${base}.old.age`;
 }
 
 /** Rejects an import unless the link's path is a plaintext file. */

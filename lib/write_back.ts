@@ -21,7 +21,7 @@ import {
   type ResolvedRecipients,
 } from "./recipients.ts";
 import { completeWrite, type PendingWrite, type Session } from "./session.ts";
-import { isOlder } from "./auth_json.ts";
+import { isOlderThanStore } from "./auth_json.ts";
 import { fingerprintOf, sha256Hex } from "./fingerprint.ts";
 import { readStore, replaceStore } from "./store.ts";
 import { WorkerError } from "./worker.ts";
@@ -122,13 +122,9 @@ export async function writeBack(
     });
     return { status: "unchanged" };
   }
-  // A store time still ahead of this clock (a fast clock elsewhere, or this
-  // one set back) would make every refresh here look older.
-  // NOTE: until that time passes, an older copy put in RAM by hand is saved.
-  if (
-    isOlder(snapshot.lastRefresh, state.lastRefresh) &&
-    !isOlder(new Date().toISOString(), state.lastRefresh)
-  ) {
+  // NOTE: while the store's time is ahead of this clock, an older copy put
+  // in RAM by hand is saved too.
+  if (isOlderThanStore(snapshot.lastRefresh, state.lastRefresh)) {
     return { status: "older" };
   }
 
