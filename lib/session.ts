@@ -37,6 +37,7 @@ import {
   VERIFIED_MARKER,
 } from "./ram_dir.ts";
 import {
+  asidePath,
   checkReadableFile,
   followLink,
   MAX_KEY_FILE_BYTES,
@@ -717,7 +718,9 @@ export class Session {
       throw new CliError(error.message, {
         hints: [
           `the RAM copy still has this session's login and was kept: ${this.ramCopy}`,
-          "to save it to a new store: move the store aside and run secure-codex again",
+          `to save it to a new store: ${
+            moveAside(this.config.store)
+          }, then run secure-codex again`,
           ...error.hints,
         ],
         exitCode: error.exitCode,
@@ -730,7 +733,9 @@ export class Session {
         `the store holds older tokens than this session's RAM copy; kept the RAM copy: ${this.config.store}`,
         [
           `the store's tokens were refreshed at ${decrypted.lastRefresh}, the RAM copy's at ${ramRefresh}; a restored backup or another machine's copy may hold a spent refresh token`,
-          "to save the RAM copy's tokens: move the store aside and run secure-codex again, which saves them to a new store",
+          `to save the RAM copy's tokens to a new store: ${
+            moveAside(this.config.store)
+          }, then run secure-codex again`,
           `to use the store's tokens anyway: ${
             this.command("--cleanup --force")
           }, then run secure-codex again`,
@@ -1423,7 +1428,9 @@ export class Session {
       if (outcome.status === "unchanged") {
         fix = [
           `to save it to a new store: ${
-            pathExists(this.config.store) ? "move the store aside, then " : ""
+            pathExists(this.config.store)
+              ? `${moveAside(this.config.store)}, then `
+              : ""
           }run ${this.command("-- login status")}`,
         ];
       }
@@ -1463,6 +1470,11 @@ export class Session {
 const LOCKED_TTL_FILE = "locked-ttl";
 
 const KEPT_FILES = new Set(["session.lock", "users.lock", VERIFIED_MARKER]);
+
+/** Builds the command that moves a store aside, keeping its `.age` suffix. */
+function moveAside(store: string): string {
+  return `mv ${shellQuote(store)} ${shellQuote(asidePath(store))}`;
+}
 
 /** Builds what to do instead of a passphrase prompt when no terminal exists. */
 function nonInteractiveHints(session: Session): string[] {
@@ -1624,7 +1636,9 @@ export function reportWriteBack(
     case "conflict":
       warn(`the store was changed by another program since unlock: ${store}`, [
         `the tokens in RAM were not written over it; they stay at ${session.ramCopy}`,
-        "to keep the RAM tokens: move the store aside and run secure-codex again, which saves them to a new store",
+        `to keep the RAM tokens: ${
+          moveAside(store)
+        }, then run secure-codex again, which saves them to a new store`,
       ]);
       break;
     case "older":

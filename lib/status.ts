@@ -33,6 +33,7 @@ import type { LoginSummary } from "./login_summary.ts";
 import { lstatOrNull, RAMFS_MAGIC, TMPFS_MAGIC } from "./ram_dir.ts";
 import type { Session, SessionState } from "./session.ts";
 import {
+  asidePath,
   MAX_KEY_FILE_BYTES,
   MAX_STORE_BYTES,
   parseStoreHeader,
@@ -546,7 +547,11 @@ function collectWarnings(
         `the store changed since this session last read or wrote it: ${inputs.store}; ` +
         "another program or session wrote it, so refreshed tokens in RAM are not written over it: " +
         `to use the store's login, run ${command("--cleanup --force")}; ` +
-        "to keep the RAM tokens, move the store aside and run secure-codex again, which saves them to a new store",
+        `to keep the RAM tokens, move the store aside (mv ${
+          shellQuote(inputs.store)
+        } ${
+          shellQuote(asidePath(inputs.store))
+        }) and run secure-codex again, which saves them to a new store`,
       path: inputs.store,
     });
   }

@@ -99,6 +99,21 @@ export function checkReadableFile(
 }
 
 /**
+ * Names a place to move a store aside. It keeps the `.age` suffix, which shows
+ * people and `--status` that the file is ciphertext, not a plaintext copy.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(asidePath("/home/me/.codex/auth.json.age"), "/home/me/.codex/auth.json.old.age");
+ * ```
+ */
+export function asidePath(store: string): string {
+  const base = store.endsWith(".age") ? store.slice(0, -".age".length) : store;
+  return `${base}.old.age`;
+}
+
+/**
  * Names what other users can do with a file, from its permission bits: "read",
  * "changed", "read and changed", or null when only the owner has access.
  *

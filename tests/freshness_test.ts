@@ -157,7 +157,10 @@ Deno.test("an older store does not replace the RAM copy", async () => {
       result.stderr,
       /warning: the store holds older tokens than this session's RAM copy; kept the RAM copy: /,
     );
-    assert.match(result.stderr, /hint: to save the RAM copy's tokens: /);
+    assert.match(
+      result.stderr,
+      /hint: to save the RAM copy's tokens to a new store: mv \S+ \S+\.old\.age, then run secure-codex again/,
+    );
     assert.equal(ramRefreshToken(fixture), "rt-newest");
     assert.deepEqual(await Deno.readFile(fixture.store), restored);
 
@@ -248,7 +251,7 @@ Deno.test("cleanup keeps a RAM copy the store lacks", async () => {
     );
     assert.match(
       cleanup.stderr,
-      /hint: to save it to a new store: move the store aside, then run /,
+      /hint: to save it to a new store: mv \S+auth\.json\.age \S+auth\.json\.old\.age, then run /,
     );
     assert.equal(ramRefreshToken(fixture), "rt-newest");
 
@@ -271,6 +274,13 @@ Deno.test("cleanup keeps a RAM copy the store lacks", async () => {
       /cannot remove the RAM copy, because the store it was saved to is missing: /,
     );
     assert.equal(ramRefreshToken(fixture), "rt-newest");
+
+    // As the hint says, a run saves the RAM copy to a new store.
+    const save = await fixture.run(["--", "login", "status"]);
+    assert.equal(save.code, 0, save.stderr);
+    assert.equal(await storedRefreshToken(fixture), "rt-newest");
+    const cleaned = await fixture.run(["--cleanup"]);
+    assert.equal(cleaned.code, 0, cleaned.stderr);
   } finally {
     await fixture.dispose();
   }
