@@ -48,11 +48,11 @@ async function readLimited(
 
 /**
  * age 1.1.1's messages for an age file that is cut short or altered after
- * its recipient stanzas: a broken header, a missing nonce, a header MAC or
- * payload chunk that fails authentication.
+ * its recipient stanzas: a broken header or armor, a missing nonce, a header
+ * MAC or payload chunk that fails authentication.
  */
 const DAMAGED_FILE_MESSAGE =
-  /failed to read header|failed to read nonce|bad header MAC|failed to decrypt and authenticate payload chunk|unexpected EOF/;
+  /failed to read header|invalid armor|failed to read nonce|bad header MAC|failed to decrypt and authenticate payload chunk|unexpected EOF/;
 
 /** The reason {@linkcode ageDecrypt} gives when age reports a damaged file. */
 export const DAMAGED_FILE_REASON = "the file is damaged or cut short";

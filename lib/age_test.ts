@@ -103,6 +103,22 @@ Deno.test("ageDecrypt names a damaged file, not a wrong identity", async () => {
         );
       }
     }
+    // An ASCII-armored store cut short.
+    const armored = await new Deno.Command("age", {
+      args: ["-e", "-a", "-r", recipients[0]],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const writer = armored.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("x".repeat(1000)));
+    await writer.close();
+    const armor = (await armored.output()).stdout;
+    const cutArmor = await ageDecrypt(armor.slice(0, 300), [identity], env);
+    assert.equal(cutArmor.ok, false);
+    if (!cutArmor.ok) {
+      assert.ok(cutArmor.reason.endsWith(DAMAGED_FILE_REASON), cutArmor.reason);
+    }
+
     const wrongKey = await ageDecrypt(bytes, [other], env);
     assert.equal(wrongKey.ok, false);
     if (!wrongKey.ok) {
