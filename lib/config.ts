@@ -31,7 +31,7 @@
 // named in full here. deno.lock pins it for runs from a clone.
 // deno-lint-ignore no-import-prefix
 import * as jsonc from "npm:jsonc-parser@3.3.1";
-import { dirname, isAbsolute, join, resolve } from "./path.ts";
+import { basename, dirname, isAbsolute, join, resolve } from "./path.ts";
 import { CliError } from "./output.ts";
 import { isValidProfileName, parseDuration } from "./options.ts";
 
@@ -305,9 +305,11 @@ export function parseConfig(
     const codexHome = settings.codexHome ?? defaultHome;
     return {
       name,
-      codexHome,
-      store: settings.store ?? join(codexHome, "auth.json.age"),
-      ramDir: settings.ramDir ?? null,
+      codexHome: canonicalPath(codexHome),
+      store: canonicalPath(settings.store ?? join(codexHome, "auth.json.age")),
+      ramDir: settings.ramDir === undefined
+        ? null
+        : canonicalPath(settings.ramDir),
     };
   });
   for (const [index, a] of files.entries()) {
@@ -338,6 +340,49 @@ export function parseConfig(
     }
   }
   return { path, settings: top.settings, profiles };
+}
+
+/**
+ * Resolves symlinks in a path, so two spellings of one file compare equal. A
+ * missing file is resolved through its directory, and a missing directory
+ * leaves the path as written.
+ */
+function canonicalPath(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    try {
+      return join(Deno.realPathSync(dirname(path)), basename(path));
+    } catch {
+      return path;
+    }
+  }
+}
+
+/**
+ * Checks that only the user (or root) can change names in a directory that
+ * leads to the config file: whoever can write it can rename another file over
+ * the config, unless the sticky bit (as on /tmp) keeps others' names safe.
+ */
+function checkConfigDirectory(directory: string, uid: number | null): void {
+  const info = Deno.statSync(directory);
+  if (uid !== null && info.uid !== uid && info.uid !== 0) {
+    throw new CliError(
+      `config file's directory is owned by uid ${info.uid}, not by you (uid ${uid}): ${directory}`,
+      { hints: ["another user could replace the file; keep your own copy"] },
+    );
+  }
+  const mode = info.mode ?? 0;
+  if ((mode & 0o022) !== 0 && (mode & 0o1000) === 0) {
+    throw new CliError(
+      `config file's directory is writable by group or others: ${directory}`,
+      {
+        hints: [
+          `another user could replace the file: chmod go-w ${directory}`,
+        ],
+      },
+    );
+  }
 }
 
 /**
@@ -377,29 +422,11 @@ export function loadConfig(
         { hints: [`make it yours alone: chmod go-w ${path}`] },
       );
     }
-    // Whoever can write the directory can rename another file over the
-    // config, unless the sticky bit (as on /tmp) keeps others' names safe.
-    const directory = dirname(path);
-    const directoryInfo = Deno.statSync(directory);
-    if (
-      uid !== null && directoryInfo.uid !== uid && directoryInfo.uid !== 0
-    ) {
-      throw new CliError(
-        `config file's directory is owned by uid ${directoryInfo.uid}, not by you (uid ${uid}): ${directory}`,
-        { hints: ["another user could replace the file; keep your own copy"] },
-      );
-    }
-    const directoryMode = directoryInfo.mode ?? 0;
-    if ((directoryMode & 0o022) !== 0 && (directoryMode & 0o1000) === 0) {
-      throw new CliError(
-        `config file's directory is writable by group or others: ${directory}`,
-        {
-          hints: [
-            `another user could replace the file: chmod go-w ${directory}`,
-          ],
-        },
-      );
-    }
+    // A link's directory and its target's both hold a name that leads to
+    // the config, so both must be the user's alone.
+    checkConfigDirectory(dirname(path), uid);
+    const target = dirname(Deno.realPathSync(path));
+    if (target !== dirname(path)) checkConfigDirectory(target, uid);
     if (info.size > MAX_CONFIG_BYTES) {
       throw new CliError(
         `config file is too large (${info.size} bytes, limit ${MAX_CONFIG_BYTES}): ${path}`,

@@ -803,6 +803,37 @@ Deno.test("parseConfig: one session under two profile names", () => {
   assert.deepEqual(Object.keys(config.profiles), ["main", "a", "b"]);
 });
 
+Deno.test("parseConfig: shared files through symlinks", () =>
+  withTempDir((dir) => {
+    Deno.mkdirSync(join(dir, ".codex"));
+    Deno.mkdirSync(join(dir, "s"));
+    Deno.symlinkSync(join(dir, ".codex"), join(dir, "codexlink"));
+    Deno.symlinkSync(join(dir, "s"), join(dir, "slink"));
+    const parseIn = (text: string) =>
+      parseConfig(text, join(dir, "config.jsonc"), dir);
+
+    const shared = cliErrorOf(() =>
+      parseIn(
+        '{ "profiles": { "a": { "store": "~/s/a.age" }, "b": { "store": "~/slink/a.age" } } }',
+      )
+    );
+    assert.match(shared.message, /profiles "a" and "b" share the store /);
+    const home = cliErrorOf(() =>
+      parseIn(
+        '{ "profiles": { "alias": { "codexHome": "~/codexlink", "store": "~/s/other.age" } } }',
+      )
+    );
+    assert.match(
+      home.message,
+      /profiles "default" and "alias" share the codex home .* but not its store and RAM directory$/,
+    );
+    // The same home and store, spelled through links, is one session.
+    const alias = parseIn(
+      '{ "store": "~/s/a.age", "profiles": { "alias": { "codexHome": "~/codexlink", "store": "~/slink/a.age" } } }',
+    );
+    assert.deepEqual(Object.keys(alias.profiles), ["alias"]);
+  }));
+
 Deno.test("parseConfig: NUL in a path", () => {
   const error = cliErrorOf(() => parse('{ "codexHome": "a\\u0000b" }'));
   assert.equal(
@@ -1239,6 +1270,19 @@ Deno.test("loadConfig rejects a directory others can write", async () => {
     assert.ok(loadConfig(path, { required: true, home: "/h" }) !== null);
     await Deno.chmod(dir, 0o755);
     assert.ok(loadConfig(path, { required: true, home: "/h" }) !== null);
+
+    // A link from a private directory to a file in an open one.
+    const open = join(dir, "open");
+    const link = join(dir, "private", "config.jsonc");
+    await Deno.mkdir(open, { mode: 0o777 });
+    await Deno.chmod(open, 0o777);
+    await Deno.mkdir(join(dir, "private"), { mode: 0o700 });
+    await Deno.writeTextFile(join(open, "config.jsonc"), "{}\n");
+    await Deno.symlink(join(open, "config.jsonc"), link);
+    assert.throws(
+      () => loadConfig(link, { required: true, home: "/h" }),
+      /config file's directory is writable by group or others: .*open$/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
