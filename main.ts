@@ -175,6 +175,15 @@ async function printStatus(
 /** Ignores a signal, so that it cannot end a run before leave() is done. */
 function holdSignal(): void {}
 
+/**
+ * Ends the process on SIGQUIT (Ctrl-\ on a terminal) before codex starts,
+ * with the exit code SIGQUIT would give but without its core dump: the
+ * worker may hold the plaintext while age asks for a passphrase.
+ */
+function quitWithoutCore(): void {
+  Deno.exit(128 + 3);
+}
+
 async function run(options: Options): Promise<number | CodexExit> {
   const { env: baseEnv, dropped } = childEnvironment(Deno.env.toObject());
   const command = classifyCodexCommand(options.codexArgs);
@@ -296,6 +305,7 @@ async function run(options: Options): Promise<number | CodexExit> {
     for (const signal of ["SIGINT", ...FORWARDED_SIGNALS] as const) {
       Deno.addSignalListener(signal, holdSignal);
     }
+    Deno.removeSignalListener("SIGQUIT", quitWithoutCore);
     mark("watch");
     let exit: CodexExit;
     try {
@@ -408,6 +418,7 @@ async function watch(
 
 async function main(): Promise<number | CodexExit> {
   mark("loaded");
+  Deno.addSignalListener("SIGQUIT", quitWithoutCore);
   if (Deno.build.os !== "linux") {
     printError(
       new CliError(

@@ -334,6 +334,35 @@ for (const exitCase of EXIT_CASES) {
   });
 }
 
+Deno.test("SIGQUIT during the decrypt exits 131 without a core", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    // An age that stands in for one waiting at its passphrase prompt, while
+    // the worker is up and about to hold the plaintext.
+    const fakeAge = await Deno.makeTempDir({ dir: fixture.dir });
+    const started = join(fakeAge, "started");
+    await Deno.writeTextFile(
+      join(fakeAge, "age"),
+      `#!/bin/sh\ntouch ${started}\nsleep 10\n`,
+      { mode: 0o755 },
+    );
+    await Deno.chmod(join(fakeAge, "age"), 0o755);
+    const child = spawnSecureCodex(fixture, ["--", "exec", "hi"], {
+      PATH: `${fakeAge}:${fixture.env.PATH}`,
+    });
+    await waitFor(() => pathExists(started), "the fake age to start");
+    child.kill("SIGQUIT");
+    const result = await child.output();
+    assert.equal(result.code, 131);
+    // Killed by the signal, Deno would have dumped core.
+    assert.equal(result.signal, null);
+    assert.deepEqual(ramCopies(fixture), []);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
 /** Tells whether a server listens on 127.0.0.1:9229, Deno's inspector port. */
 async function inspectorListening(): Promise<boolean> {
   try {
