@@ -36,7 +36,7 @@ import {
   shellQuote,
 } from "./lib/output.ts";
 import { chooseRamDir, sessionId } from "./lib/ram_dir.ts";
-import { reportWriteBack, Session } from "./lib/session.ts";
+import { repeatReports, reportWriteBack, Session } from "./lib/session.ts";
 import { lstatOrNull } from "./lib/ram_dir.ts";
 import { mark, writeTrace } from "./lib/trace.ts";
 import { WriteBackWatcher } from "./lib/write_back.ts";
@@ -316,6 +316,7 @@ async function run(options: Options): Promise<number | CodexExit> {
     } finally {
       mark("codex");
       await watcher.stop();
+      repeatReports(session);
     }
     // codex 0.171 exits 0 after a logout even when the revoke call failed;
     // the tokens are then unusable for codex either way.

@@ -1534,6 +1534,21 @@ export function storeNotFound(
 /** The problems already reported, per session: `--watch` runs several. */
 const reported = new WeakMap<Session, Set<string>>();
 
+/**
+ * Lets the next write-back report its problems again, even those already
+ * reported. Called when codex exits: a warning printed while codex ran may
+ * have been drawn over by its full-screen interface.
+ *
+ * @example
+ * ```ts
+ * repeatReports(session);
+ * await session.leave(false);
+ * ```
+ */
+export function repeatReports(session: Session): void {
+  reported.delete(session);
+}
+
 /** Names the fix for a failed store write from the system error in its reason. */
 function failureFix(reason: string, store: string): string {
   // Deno's file errors end with the path they concern, such as

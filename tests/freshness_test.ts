@@ -285,3 +285,48 @@ Deno.test("cleanup keeps a RAM copy the store lacks", async () => {
     await fixture.dispose();
   }
 });
+
+Deno.test("a conflict seen while codex runs is reported again after", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(
+      fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-1" }),
+    );
+    const unlock = await fixture.run(["--unlock"]);
+    assert.equal(unlock.code, 0, unlock.stderr);
+    // Another program's store, put in place while codex runs, then a refresh.
+    const other = join(fixture.dir, "other.age");
+    await fixture.writeStore(
+      fakeChatGptAuth({ canary: fixture.canary, refreshToken: "rt-other" }),
+      other,
+    );
+    const fake = await writeFakeCodex(
+      fixture,
+      `cp "$OTHER_STORE" "$CODEX_HOME/auth.json.age"\nsleep 0.2\n` +
+        SAVE_NEW_AUTH + "sleep 1.5\n",
+    );
+    const result = await fixture.run(["--", "exec", "x"], {
+      env: fakeCodexEnv(fixture, fake, {
+        OTHER_STORE: other,
+        SECURE_CODEX_KEEP: "1",
+        NEW_AUTH: JSON.stringify(fakeChatGptAuth({
+          canary: fixture.canary,
+          refreshToken: "rt-2",
+          lastRefresh: at(MINUTE),
+        })),
+      }),
+    });
+    assert.equal(result.code, 0, result.stderr);
+    const warnings = result.stderr.split("\n").filter((line) =>
+      line.startsWith(
+        "secure-codex: warning: the store was changed by another program",
+      )
+    );
+    // Once while codex ran, which a full-screen codex draws over, and once
+    // after it exited.
+    assert.equal(warnings.length, 2, result.stderr);
+    assert.equal(ramRefreshToken(fixture), "rt-2");
+  } finally {
+    await fixture.dispose();
+  }
+});
