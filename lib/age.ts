@@ -46,31 +46,46 @@ async function readLimited(
   return tooLarge ? null : output;
 }
 
-/**
- * age 1.1.1's messages for an age file that is cut short or altered after
- * its recipient stanzas: a broken header or armor, a missing nonce, a header
- * MAC or payload chunk that fails authentication.
- */
-const DAMAGED_FILE_MESSAGE =
-  /failed to read header|invalid armor|failed to read nonce|bad header MAC|failed to decrypt and authenticate payload chunk|unexpected EOF/;
-
 /** The reason {@linkcode ageDecrypt} gives when age reports a damaged file. */
 export const DAMAGED_FILE_REASON = "the file is damaged or cut short";
+
+/** The reason given when a passphrase (of a store or identity file) was wrong. */
+export const WRONG_PASSPHRASE_REASON = "the passphrase is incorrect";
+
+/** The reason given when age needed a passphrase and had no terminal. */
+export const NO_TERMINAL_REASON = "age had no terminal to ask for a passphrase";
+
+/**
+ * age 1.1.1's messages and the reason each stands for. Damage: an age file
+ * cut short or altered after its recipient stanzas, in its header or armor,
+ * nonce, header MAC or payload. A passphrase-protected identity file fails
+ * with "failed to decrypt identity file: ..." around the passphrase message.
+ */
+const AGE_FAILURES: readonly [RegExp, string][] = [
+  [/could not read passphrase/, NO_TERMINAL_REASON],
+  [/incorrect passphrase/, WRONG_PASSPHRASE_REASON],
+  [
+    /failed to read header|invalid armor|failed to read nonce|bad header MAC|failed to decrypt and authenticate payload chunk|unexpected EOF/,
+    DAMAGED_FILE_REASON,
+  ],
+];
 
 /**
  * Copies age's stderr to ours line by line, as each line arrives, behind the
  * program's prefix, so plugin messages (such as "touch your key") show at
  * once and every line on stderr still starts with `secure-codex: `. age reads
- * passphrases from /dev/tty, not from this stream. Returns
- * {@linkcode DAMAGED_FILE_REASON} when a line reports a damaged file, else an
- * empty string: the lines themselves were already shown.
+ * passphrases from /dev/tty, not from this stream. Returns the reason of the
+ * first line that matches one of {@linkcode AGE_FAILURES}, else an empty
+ * string: the lines themselves were already shown.
  */
 async function relayLines(stream: ReadableStream<Uint8Array>): Promise<string> {
   const encoder = new TextEncoder();
   let pending = "";
-  let damaged = false;
+  let reason = "";
   const write = (line: string) => {
-    if (DAMAGED_FILE_MESSAGE.test(line)) damaged = true;
+    if (reason === "") {
+      reason = AGE_FAILURES.find(([message]) => message.test(line))?.[1] ?? "";
+    }
     writeStderr(encoder.encode(PREFIX + line + "\n"));
   };
   // A reader and a TextDecoder, not pipeThrough and TextDecoderStream: the
@@ -92,7 +107,7 @@ async function relayLines(stream: ReadableStream<Uint8Array>): Promise<string> {
   }
   pending += decoder.decode();
   if (pending !== "") write(pending);
-  return damaged ? DAMAGED_FILE_REASON : "";
+  return reason;
 }
 
 async function runAge(

@@ -15,7 +15,11 @@
  */
 
 import { basename, dirname, join } from "./path.ts";
-import { DAMAGED_FILE_REASON } from "./age.ts";
+import {
+  DAMAGED_FILE_REASON,
+  NO_TERMINAL_REASON,
+  WRONG_PASSPHRASE_REASON,
+} from "./age.ts";
 import { formatDuration, shorterTtl } from "./options.ts";
 import { isOlder, isUnparseable } from "./auth_json.ts";
 import {
@@ -805,8 +809,14 @@ export class Session {
             ? [
               "enter the passphrase the store was encrypted with, on a terminal",
             ]
-            : /passphrase/.test(error.message) && !hasTerminal()
+            : error.message.endsWith(NO_TERMINAL_REASON)
             ? nonInteractiveHints(this)
+            : error.message.endsWith(WRONG_PASSPHRASE_REASON)
+            ? [
+              `enter the passphrase of the identity file, on a terminal: ${
+                this.config.identities.join(", ")
+              }`,
+            ]
             : error.message.endsWith(DAMAGED_FILE_REASON)
             ? [
               "restore the store from a backup, or move it aside and create a new store from a fresh codex login (README, Set up)",

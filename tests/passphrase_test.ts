@@ -852,3 +852,60 @@ Deno.test("protected identity prompts only once", async () => {
     await fixture.dispose();
   }
 });
+
+Deno.test("protected identity errors name the passphrase", async () => {
+  const fixture = await createFixture();
+  let terminal: Terminal | null = null;
+  try {
+    terminal = await Terminal.create(fixture, terminalEnv(fixture, {}));
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const before = await Deno.readFile(fixture.store);
+    const keyFile = join(fixture.dir, "key.age");
+    const protect = await terminal.run([
+      "age",
+      "-p",
+      "-o",
+      keyFile,
+      fixture.identity,
+    ]);
+    await protect.answer(PROMPT_NEW, IDENTITY_PASSPHRASE, "age -p to ask");
+    await protect.answer(PROMPT_CONFIRM, IDENTITY_PASSPHRASE, "age -p again");
+    assert.equal((await protect.waitForExit()).code, 0);
+
+    // A wrong passphrase on the terminal.
+    const pane = await terminal.run([
+      SECURE_CODEX,
+      "--identity",
+      keyFile,
+      "--",
+      "mcp",
+      "list",
+    ]);
+    await pane.answer(PROMPT_IDENTITY, "not-the-passphrase", "age to ask");
+    const wrong = await pane.waitForExit();
+    assert.equal(wrong.code, 1, wrong.screen);
+    const wrongLog = await pane.log();
+    assert.match(
+      wrongLog,
+      /hint: enter the passphrase of the identity file, on a terminal: /,
+    );
+    assert.doesNotMatch(wrongLog, /check that the identity files/);
+
+    // No terminal at all: the hints say how to run without one.
+    const result = await runCommand("setsid", [
+      SECURE_CODEX,
+      "--identity",
+      keyFile,
+      "--",
+      "mcp",
+      "list",
+    ], { env: terminalEnv(fixture, {}) });
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /hint: run the command once on a terminal/);
+    assert.doesNotMatch(result.stderr, /check that the identity files/);
+    assert.deepEqual(await Deno.readFile(fixture.store), before);
+  } finally {
+    await terminal?.close();
+    await fixture.dispose();
+  }
+});
