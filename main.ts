@@ -336,6 +336,9 @@ async function run(options: Options): Promise<number | CodexExit> {
       printError(error);
     }
     mark("leave");
+    if (session.promptInterrupted && exit.signal === null) {
+      return { code: 128 + 2, signal: "SIGINT" };
+    }
     return exit;
   } finally {
     session.close();

@@ -170,6 +170,12 @@ export class Session {
   readonly codexLockPath: string;
   #worker: PlaintextWorker | null = null;
   #users: Deno.FsFile | null = null;
+  /**
+   * Set when Ctrl-C ended age at a passphrase prompt during a write-back:
+   * the run then ends by SIGINT, as the user asked, so the shell restores
+   * the terminal that age left without echo.
+   */
+  promptInterrupted = false;
   #restoreLink = false;
 
   /** Creates the session object; nothing is touched until a method runs. */
@@ -1560,6 +1566,9 @@ export function repeatReports(session: Session): void {
 }
 
 /** Names the fix for a failed store write from the system error in its reason. */
+/** How a write-back's failure reads when Ctrl-C ended age at its prompt. */
+const AGE_INTERRUPTED = "age failed (killed by SIGINT)";
+
 function failureFix(reason: string, store: string): string {
   // Deno's file errors end with the path they concern, such as
   // "open '/run/user/1000/...'": the failure may be in the RAM directory.
@@ -1601,6 +1610,9 @@ export function reportWriteBack(
   ) {
     reported.delete(session);
     return;
+  }
+  if (outcome.status === "failed" && outcome.reason.includes(AGE_INTERRUPTED)) {
+    session.promptInterrupted = true;
   }
   let seen = reported.get(session);
   if (seen === undefined) reported.set(session, seen = new Set());
@@ -1701,9 +1713,13 @@ export function reportWriteBack(
     case "failed":
       warn(`write-back failed: ${store}: ${outcome.reason}`, [
         `the old store is unchanged and the tokens stay in RAM at ${session.ramCopy}`,
-        `${failureFix(outcome.reason, store)}, then run ${
-          session.command("-- login status")
-        }, which saves them before codex starts`,
+        outcome.reason.includes(AGE_INTERRUPTED)
+          ? `the passphrase prompt was interrupted; to save them, run ${
+            session.command("-- login status")
+          } on a terminal and type the passphrase`
+          : `${failureFix(outcome.reason, store)}, then run ${
+            session.command("-- login status")
+          }, which saves them before codex starts`,
       ]);
       break;
   }

@@ -909,3 +909,68 @@ Deno.test("protected identity errors name the passphrase", async () => {
     await fixture.dispose();
   }
 });
+
+Deno.test("Ctrl-C at the save prompt ends the run by SIGINT", async () => {
+  const fixture = await createFixture();
+  let terminal: Terminal | null = null;
+  try {
+    // Stand-ins: a codex that changes the refresh token in RAM, and an age
+    // whose passphrase prompt for encryption gets Ctrl-C (it ends by SIGINT,
+    // as age does). Decryption runs the real age.
+    const bin = await Deno.makeTempDir({ dir: fixture.dir, prefix: "bin-" });
+    await Deno.writeTextFile(
+      join(bin, "codex"),
+      `#!/bin/sh
+target=$(readlink -f "$CODEX_HOME/auth.json")
+sed 's/"refresh_token":"[^"]*"/"refresh_token":"rt-unsaved"/' "$target" > "\${target%/*}/.auth-new"
+mv -f "\${target%/*}/.auth-new" "$target"
+`,
+      { mode: 0o755 },
+    );
+    await Deno.writeTextFile(
+      join(bin, "age"),
+      `#!/bin/sh
+for arg; do [ "$arg" = --passphrase ] && kill -INT $$; done
+exec /usr/bin/age "$@"
+`,
+      { mode: 0o755 },
+    );
+    await Deno.chmod(join(bin, "codex"), 0o755);
+    await Deno.chmod(join(bin, "age"), 0o755);
+    terminal = await Terminal.create(fixture, terminalEnv(fixture, {}));
+    await makePassphraseStore(
+      fixture,
+      terminal,
+      expiredLogin(fixture),
+      STORE_PASSPHRASE,
+    );
+    const before = await Deno.readFile(fixture.store);
+    const unlock = await terminal.run([SECURE_CODEX, "--unlock"]);
+    await unlock.answer(PROMPT_DECRYPT, STORE_PASSPHRASE, "age to unlock");
+    assert.equal((await unlock.waitForExit()).code, 0);
+
+    const pane = await terminal.run([
+      "env",
+      `PATH=${bin}:${fixture.env.PATH}`,
+      SECURE_CODEX,
+      "--",
+      "exec",
+      "x",
+    ]);
+    const { code, screen } = await pane.waitForExit();
+    // The shell sees a run ended by Ctrl-C (128 + 2), not codex's 0, and
+    // restores the terminal that age left without echo.
+    assert.equal(code, 130, screen);
+    const log = await pane.log();
+    assert.match(log, /write-back failed: .*age failed \(killed by SIGINT\)/);
+    assert.match(
+      log,
+      /hint: the passphrase prompt was interrupted; to save them, run /,
+    );
+    assert.deepEqual(await Deno.readFile(fixture.store), before);
+    assert.equal(await ramRefreshToken(fixture), "rt-unsaved");
+  } finally {
+    await terminal?.close();
+    await fixture.dispose();
+  }
+});
