@@ -361,8 +361,8 @@ function canonicalPath(path: string): string {
 
 /**
  * Checks that only the user (or root) can change names in a directory that
- * leads to the config file: whoever can write it can rename another file over
- * the config, unless the sticky bit (as on /tmp) keeps others' names safe.
+ * leads to the config file. Another user with write access could rename a
+ * file over the config, unless the sticky bit (as on /tmp) prevents it.
  */
 function checkConfigDirectory(directory: string, uid: number | null): void {
   const info = Deno.statSync(directory);

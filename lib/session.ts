@@ -723,8 +723,8 @@ export class Session {
       if (!(error instanceof CliError) || options.ramCopy === undefined) {
         throw error;
       }
-      // Called for a store replaced under an unlocked session: say that the
-      // session's own login is still there.
+      // A store replaced under an unlocked session: the error also names the
+      // session's own login, which is still in RAM.
       throw new CliError(error.message, {
         hints: [
           `the RAM copy still has this session's login and was kept: ${this.ramCopy}`,
@@ -1073,9 +1073,9 @@ export class Session {
   /**
    * Tells why the store may not hold the RAM copy's tokens after a
    * write-back, or null when removing the copy loses nothing. An unchanged
-   * copy is in the store only while the store is still the one this session
-   * last read or wrote: a restored backup or another key's store put in place
-   * since then leaves the RAM copy as the only copy of its tokens.
+   * copy is in the store only while the store is the one this session last
+   * read or wrote. After a restored backup or another key's store, the RAM
+   * copy may be the only copy of its tokens.
    */
   async #notInStore(outcome: WriteBackOutcome): Promise<string | null> {
     if (outcome.status === "saved" || outcome.status === "absent") return null;
@@ -1566,7 +1566,7 @@ export function repeatReports(session: Session): void {
 }
 
 /** Names the fix for a failed store write from the system error in its reason. */
-/** How a write-back's failure reads when Ctrl-C ended age at its prompt. */
+/** The failure reason of a write-back whose age prompt Ctrl-C ended. */
 const AGE_INTERRUPTED = "age failed (killed by SIGINT)";
 
 function failureFix(reason: string, store: string): string {

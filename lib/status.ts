@@ -94,7 +94,7 @@ export interface StatusInputs {
   /** The recipients file write-back would use, if any. */
   recipientsFile: string | null;
   recipientsSource: RecipientsSource;
-  /** Why the recipients file cannot be used, when it cannot. */
+  /** The reason the recipients file cannot be used, if it cannot. */
   recipientsError?: string;
   /** Public recipients from identity file comments (session state), if any. */
   identityRecipients: string[];
