@@ -65,6 +65,35 @@ function ramRefreshToken(fixture: Fixture): string | undefined {
   return auth.tokens?.refresh_token;
 }
 
+/**
+ * Writes a store with `rt-backup` from an hour ago, then refreshes it to
+ * `rt-newest` through the fake codex, which saves it. Returns the older
+ * login, to put back as a restored backup, and the fake codex.
+ */
+async function refreshOverBackup(
+  fixture: Fixture,
+): Promise<{ older: unknown; fake: string }> {
+  const older = fakeChatGptAuth({
+    canary: fixture.canary,
+    refreshToken: "rt-backup",
+    lastRefresh: at(-60 * MINUTE),
+  });
+  await fixture.writeStore(older);
+  const fake = await writeFakeCodex(fixture, SAVE_NEW_AUTH);
+  const refreshed = await runRefresh(
+    fixture,
+    fake,
+    fakeChatGptAuth({
+      canary: fixture.canary,
+      refreshToken: "rt-newest",
+      lastRefresh: at(0),
+    }),
+  );
+  assert.equal(refreshed.code, 0, refreshed.stderr);
+  assert.equal(await storedRefreshToken(fixture), "rt-newest");
+  return { older, fake };
+}
+
 Deno.test("an older RAM copy is not saved", async () => {
   const fixture = await createFixture();
   try {
@@ -129,24 +158,7 @@ Deno.test("a store from a clock ahead does not block saves", async () => {
 Deno.test("an older store does not replace the RAM copy", async () => {
   const fixture = await createFixture();
   try {
-    const older = fakeChatGptAuth({
-      canary: fixture.canary,
-      refreshToken: "rt-backup",
-      lastRefresh: at(-60 * MINUTE),
-    });
-    await fixture.writeStore(older);
-    const fake = await writeFakeCodex(fixture, SAVE_NEW_AUTH);
-    const refreshed = await runRefresh(
-      fixture,
-      fake,
-      fakeChatGptAuth({
-        canary: fixture.canary,
-        refreshToken: "rt-newest",
-        lastRefresh: at(0),
-      }),
-    );
-    assert.equal(refreshed.code, 0, refreshed.stderr);
-    assert.equal(await storedRefreshToken(fixture), "rt-newest");
+    const { older, fake } = await refreshOverBackup(fixture);
 
     // A backup restored over the store while the session is unlocked.
     await fixture.writeStore(older);
@@ -223,23 +235,7 @@ Deno.test("a store for another key keeps the RAM copy", async () => {
 Deno.test("cleanup keeps a RAM copy the store lacks", async () => {
   const fixture = await createFixture();
   try {
-    const older = fakeChatGptAuth({
-      canary: fixture.canary,
-      refreshToken: "rt-backup",
-      lastRefresh: at(-60 * MINUTE),
-    });
-    await fixture.writeStore(older);
-    const fake = await writeFakeCodex(fixture, SAVE_NEW_AUTH);
-    const refreshed = await runRefresh(
-      fixture,
-      fake,
-      fakeChatGptAuth({
-        canary: fixture.canary,
-        refreshToken: "rt-newest",
-        lastRefresh: at(0),
-      }),
-    );
-    assert.equal(refreshed.code, 0, refreshed.stderr);
+    const { older, fake } = await refreshOverBackup(fixture);
     // The RAM copy now matches the store; then a backup is restored.
     await fixture.writeStore(older);
 
