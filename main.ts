@@ -40,6 +40,7 @@ import { repeatReports, reportWriteBack, Session } from "./lib/session.ts";
 import { lstatOrNull } from "./lib/ram_dir.ts";
 import { mark, writeTrace } from "./lib/trace.ts";
 import { WriteBackWatcher } from "./lib/write_back.ts";
+import { stopAgeInWorkers } from "./lib/worker.ts";
 
 /** Tells whether an executable file `name` is in one of the PATH directories. */
 function isOnPath(name: string, path: string | undefined): boolean {
@@ -184,6 +185,35 @@ function quitWithoutCore(): void {
   Deno.exit(128 + 3);
 }
 
+/** The signals that end a run before codex starts, with their numbers. */
+const STOP_SIGNALS = [["SIGTERM", 15], ["SIGHUP", 1], ["SIGINT", 2]] as const;
+
+/**
+ * Ends the process by `signal` before codex starts, after stopping any age
+ * process the worker runs: age does not die with this process, and one at
+ * its passphrase prompt would keep reading the terminal.
+ */
+function stopBeforeCodex(signal: Deno.Signal, number: number): () => void {
+  const listener = async () => {
+    await stopAgeInWorkers();
+    await exitLikeCodex({ code: 128 + number, signal }, () => {
+      Deno.removeSignalListener(signal, listener);
+    });
+  };
+  return listener;
+}
+
+const stopListeners = STOP_SIGNALS.map(([signal, number]) =>
+  [signal, stopBeforeCodex(signal, number)] as const
+);
+
+/** Lets codex's forwarding, or --watch, handle these signals from now on. */
+function releaseStopSignals(): void {
+  for (const [signal, listener] of stopListeners) {
+    Deno.removeSignalListener(signal, listener);
+  }
+}
+
 async function run(options: Options): Promise<number | CodexExit> {
   const { env: baseEnv, dropped } = childEnvironment(Deno.env.toObject());
   const command = classifyCodexCommand(options.codexArgs);
@@ -306,6 +336,7 @@ async function run(options: Options): Promise<number | CodexExit> {
       Deno.addSignalListener(signal, holdSignal);
     }
     Deno.removeSignalListener("SIGQUIT", quitWithoutCore);
+    releaseStopSignals();
     mark("watch");
     let exit: CodexExit;
     try {
@@ -392,6 +423,8 @@ async function watch(
   options: Options,
 ): Promise<number> {
   const { watchSessions } = await import("./lib/watch.ts");
+  // --watch stops on these itself, after a last write-back.
+  releaseStopSignals();
   const { env: ageEnv } = childEnvironment(Deno.env.toObject());
   const profiles = options.allProfiles
     ? ["default", ...Object.keys(config?.profiles ?? {})]
@@ -423,6 +456,9 @@ async function watch(
 async function main(): Promise<number | CodexExit> {
   mark("loaded");
   Deno.addSignalListener("SIGQUIT", quitWithoutCore);
+  for (const [signal, listener] of stopListeners) {
+    Deno.addSignalListener(signal, listener);
+  }
   if (Deno.build.os !== "linux") {
     printError(
       new CliError(

@@ -110,6 +110,29 @@ async function relayLines(stream: ReadableStream<Uint8Array>): Promise<string> {
   return reason;
 }
 
+/** The age processes running now, so that a stopping run can end them. */
+const running = new Set<Deno.ChildProcess>();
+
+/**
+ * Ends every age process this thread started that still runs. age reads a
+ * passphrase from the terminal, so one left behind by a run that was
+ * stopped would read the keys the user types into the shell next.
+ *
+ * @example
+ * ```ts
+ * stopRunningAge();
+ * ```
+ */
+export function stopRunningAge(): void {
+  for (const child of running) {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // It exited in the meantime.
+    }
+  }
+}
+
 async function runAge(
   args: string[],
   input: Uint8Array | null,
@@ -132,6 +155,19 @@ async function runAge(
     }
     return { ok: false, reason: `cannot run age: ${(error as Error).message}` };
   }
+  running.add(child);
+  try {
+    return await finishAge(child, input, stderr);
+  } finally {
+    running.delete(child);
+  }
+}
+
+async function finishAge(
+  child: Deno.ChildProcess,
+  input: Uint8Array | null,
+  stderr: "relay" | "capture",
+): Promise<AgeResult> {
   let writing: Promise<void> = Promise.resolve();
   if (input !== null) {
     const writer = child.stdin.getWriter();

@@ -34,7 +34,8 @@ export type WorkerRequest =
   }
   | { id: number; op: "summary"; ramDir: string }
   | { id: number; op: "recipients"; identities: string[] }
-  | { id: number; op: "adopt"; path: string };
+  | { id: number; op: "adopt"; path: string }
+  | { id: number; op: "stop-age" };
 
 /**
  * The plaintext an encryption reads: the last snapshot of the RAM copy, or
@@ -110,6 +111,22 @@ export interface WorkerScope {
   env: Record<string, string>;
 }
 
+/** Every worker this process started, for {@linkcode stopAgeInWorkers}. */
+const started = new Set<PlaintextWorker>();
+
+/**
+ * Ends the age processes of every worker this process started, before the
+ * process ends on a signal.
+ *
+ * @example
+ * ```ts
+ * await stopAgeInWorkers();
+ * ```
+ */
+export async function stopAgeInWorkers(): Promise<void> {
+  await Promise.all([...started].map((worker) => worker.stopAge()));
+}
+
 type Distribute<T> = T extends { op: infer O } ? Omit<T, "id"> & { op: O }
   : never;
 
@@ -173,6 +190,7 @@ export class PlaintextWorker {
     });
     const handle = new PlaintextWorker(worker);
     void handle.#call({ op: "init", env: scope.env });
+    started.add(handle);
     return handle;
   }
 
@@ -195,6 +213,19 @@ export class PlaintextWorker {
     const reply = await this.#call(request);
     if (!reply.ok) throw new WorkerError(reply.reason);
     return reply as unknown as T;
+  }
+
+  /**
+   * Ends the age process the worker runs, if any, such as one waiting at a
+   * passphrase prompt. Waits at most `timeoutMs` for the worker to confirm.
+   */
+  async stopAge(timeoutMs = 500): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#call({ op: "stop-age" }),
+      new Promise((resolve) => timer = setTimeout(resolve, timeoutMs)),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Decrypts the store and keeps the plaintext inside the worker for {@linkcode install}. */

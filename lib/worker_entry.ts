@@ -11,7 +11,12 @@
 
 /// <reference lib="deno.worker" />
 
-import { ageDecrypt, ageEncrypt, recipientsFromIdentity } from "./age.ts";
+import {
+  ageDecrypt,
+  ageEncrypt,
+  recipientsFromIdentity,
+  stopRunningAge,
+} from "./age.ts";
 import { type AuthCheck, checkAuthJson } from "./auth_json.ts";
 import { type Fingerprint, fingerprintOf, sha256Hex } from "./fingerprint.ts";
 import type { AdoptResult, WorkerReply, WorkerRequest } from "./worker.ts";
@@ -144,6 +149,11 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
   switch (request.op) {
     case "init": {
       ageEnv = request.env;
+      return { id: request.id, ok: true };
+    }
+
+    case "stop-age": {
+      stopRunningAge();
       return { id: request.id, ok: true };
     }
 

@@ -7,6 +7,7 @@ import {
   fakeCodexEnv,
   type Fixture,
   flockState,
+  isProcessAlive,
   pathExists,
   ramCopies,
   runCommand,
@@ -358,6 +359,40 @@ Deno.test("SIGQUIT during the decrypt exits 131 without a core", async () => {
     // Killed by the signal, Deno would have dumped core.
     assert.equal(result.signal, null);
     assert.deepEqual(ramCopies(fixture), []);
+  } finally {
+    await fixture.dispose();
+  }
+});
+
+Deno.test("SIGTERM during the decrypt stops age too", async () => {
+  const fixture = await createFixture();
+  try {
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    // An age that stands in for one waiting at its passphrase prompt. It
+    // records its process id; exec keeps that id for the sleep.
+    const fakeAge = await Deno.makeTempDir({ dir: fixture.dir });
+    const pidFile = join(fakeAge, "pid");
+    await Deno.writeTextFile(
+      join(fakeAge, "age"),
+      `#!/bin/sh\necho $$ > ${pidFile}.tmp\nmv ${pidFile}.tmp ${pidFile}\nexec sleep 30\n`,
+      { mode: 0o755 },
+    );
+    await Deno.chmod(join(fakeAge, "age"), 0o755);
+    const child = spawnSecureCodex(fixture, ["--", "exec", "hi"], {
+      PATH: `${fakeAge}:${fixture.env.PATH}`,
+    });
+    await waitFor(() => pathExists(pidFile), "the fake age to start");
+    const agePid = Number(Deno.readTextFileSync(pidFile).trim());
+    child.kill("SIGTERM");
+    const result = await child.output();
+    assert.equal(result.code, 143);
+    assert.equal(result.signal, "SIGTERM");
+    // age must not outlive the run, or it would keep reading the terminal.
+    await waitFor(
+      async () => !(await isProcessAlive(agePid)),
+      "the fake age to end",
+      { timeoutMs: 3000 },
+    );
   } finally {
     await fixture.dispose();
   }
