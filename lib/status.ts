@@ -59,6 +59,7 @@ export type FilesystemKind = "tmpfs" | "ramfs" | "other";
 export type StatusWarningCode =
   | "store-not-age"
   | "store-changed"
+  | "store-missing"
   | "recipients-unusable"
   | "plaintext-auth-json"
   | "stray-auth-copy"
@@ -248,6 +249,10 @@ export async function collectStatus(
     login: inputs.login,
     warnings: [],
   };
+  // Without a store, the RAM copy is the only copy of the login.
+  if (report.session.unsavedChanges === false && !report.store.exists) {
+    report.session.unsavedChanges = true;
+  }
   // A dangling link into a directory on disk (an unmounted tmpfs leaves its
   // mount point) lets a plain codex login write tokens there.
   const linkTargetDirKind = report.link.status === "elsewhere"
@@ -513,6 +518,16 @@ function collectWarnings(
       ramDir === undefined
         ? `secure-codex ${action}`
         : `secure-codex --ram-dir ${ramDir} ${action}`);
+
+  if (!report.store.exists && report.session.unsavedChanges !== null) {
+    warnings.push({
+      code: "store-missing",
+      message:
+        `the store is missing: ${inputs.store}; the RAM copy is the only copy of this login: ` +
+        `run ${command("-- login status")}, which saves it to a new store`,
+      path: inputs.store,
+    });
+  }
 
   if (inputs.recipientsError !== undefined) {
     warnings.push({
@@ -814,8 +829,10 @@ function collectWarnings(
     });
   }
 
+  // A missing store has its own warning above.
   if (
-    report.session.unsavedChanges === true && !ramCopyInvalid && !ramCopyOlder
+    report.session.unsavedChanges === true && !ramCopyInvalid &&
+    !ramCopyOlder && report.store.exists
   ) {
     warnings.push({
       code: "unsaved-changes",

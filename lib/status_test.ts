@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { statfsSync } from "node:fs";
 import { join } from "node:path";
 import type { LoginSummary } from "./login_summary.ts";
@@ -59,8 +61,18 @@ async function withHome(action: (home: Home) => Promise<void>): Promise<void> {
   }
 }
 
-/** Creates the RAM directory, the RAM copy and the link to it, as an unlocked session has them. */
+/** A store with a valid age header, for sessions whose tests need one. */
+const STORE_BYTES = new TextEncoder().encode(
+  "age-encryption.org/v1\n-> X25519 c2FsdHNhbHRzYWx0c2FsdA\n" +
+    "ZmFrZWZha2VmYWtlZmFrZWZha2VmYWtlZmFrZWZha2U\n--- bWFj\n",
+);
+
+/**
+ * Creates the RAM directory, the RAM copy, the link to it and a store (unless
+ * one exists), as an unlocked session has them.
+ */
 function unlock(home: Home, text = '{"OPENAI_API_KEY":"sk-ram"}'): void {
+  if (!existsSync(home.store)) Deno.writeFileSync(home.store, STORE_BYTES);
   Deno.mkdirSync(home.ramDir, { mode: 0o700 });
   Deno.writeTextFileSync(home.ramCopy, text, { mode: 0o600 });
   Deno.symlinkSync(home.ramCopy, home.linkPath);
@@ -74,7 +86,9 @@ function sessionState(
     version: 1,
     codexHome: home.home,
     store: home.store,
-    storeSha256: "0".repeat(64),
+    storeSha256: existsSync(home.store)
+      ? createHash("sha256").update(Deno.readFileSync(home.store)).digest("hex")
+      : "0".repeat(64),
     plaintextSha256: "1".repeat(64),
     plaintextFingerprint: fingerprintOf(Deno.lstatSync(home.ramCopy)),
     lastRefresh: null,
@@ -875,7 +889,9 @@ Deno.test("collectStatus warns about a store changed since unlock", async () => 
     assert.deepEqual(codes(pending), ["unsaved-changes"]);
 
     const changed = await collectStatus(
-      home.inputs({ state: sessionState(home) }),
+      home.inputs({
+        state: sessionState(home, { storeSha256: "0".repeat(64) }),
+      }),
     );
     assert.deepEqual(codes(changed), ["store-changed"]);
     const [warning] = warningsOf(changed, "store-changed");
@@ -1154,6 +1170,23 @@ Deno.test("warning messages follow the message rules", async () => {
   });
 });
 
+Deno.test("collectStatus warns about a store deleted since unlock", async () => {
+  await withHome(async (home) => {
+    unlock(home);
+    const state = sessionState(home);
+    Deno.removeSync(home.store);
+    const report = await collectStatus(home.inputs({ state }));
+    assert.equal(report.session.unsavedChanges, true);
+    assert.deepEqual(codes(report), ["store-missing"]);
+    const [warning] = warningsOf(report, "store-missing");
+    assert.equal(warning.path, home.store);
+    assert.match(
+      warning.message,
+      /^the store is missing: .*; the RAM copy is the only copy of this login: run secure-codex -- login status, which saves it to a new store$/,
+    );
+  });
+});
+
 Deno.test("formatStatus prints one line per field", async () => {
   await withHome(async (home) => {
     unlock(home);
@@ -1170,7 +1203,7 @@ Deno.test("formatStatus prints one line per field", async () => {
     for (const line of lines) assert.match(line, /^[A-Za-z -]+: \S/, line);
     assert.ok(lines.includes("state: unlocked"));
     assert.ok(lines.includes(`store: ${home.store}`));
-    assert.ok(lines.includes("store exists: no"));
+    assert.ok(lines.includes("store exists: yes"));
     assert.ok(lines.includes("recipients: age1one, age1two"));
     assert.ok(lines.includes("link status: ok"));
     assert.ok(lines.includes("session age: 1h 2m"));
