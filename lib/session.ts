@@ -835,7 +835,9 @@ export class Session {
               `check that the identity files are the ones the store was encrypted to: ${
                 this.config.identities.join(", ")
               }`,
-              "if age reports a damaged file, restore the store from a backup",
+              pathExists(`${this.config.store}.recipients`)
+                ? `age-keygen -y FILE prints an identity's public key; the store was last saved to those in ${this.config.store}.recipients`
+                : "age-keygen -y FILE prints an identity's public key, to compare with the one you encrypted to",
             ],
         },
       );
@@ -1083,7 +1085,7 @@ export class Session {
     const state = this.readState();
     const ciphertext = readStore(this.config.store, this.config.uid);
     if (state === null || ciphertext === null) {
-      return "the store it was saved to is missing";
+      return `the store it was saved to is missing (${this.config.store})`;
     }
     if (await sha256Hex(ciphertext) !== state.storeSha256) {
       return "the store changed since this session last saved it, so the RAM copy may hold the only copy of its tokens";
