@@ -46,6 +46,7 @@ import {
   followLink,
   MAX_KEY_FILE_BYTES,
   parseStoreHeader,
+  reachableBits,
   readStore,
   sharedAccess,
   syncDirectory,
@@ -360,7 +361,9 @@ export class Session {
       // It warns instead of refusing, because a key on a filesystem without
       // Unix modes (FAT, some network mounts) shows bits that cannot be removed.
       const mode = info.mode ?? 0;
-      const access = sharedAccess(mode);
+      const access = sharedAccess(mode) === null
+        ? null
+        : sharedAccess(mode & reachableBits(identity));
       if (access !== null) {
         warn(
           `identity file can be ${access} by other users (mode 0${

@@ -114,6 +114,31 @@ export function asidePath(store: string): string {
 }
 
 /**
+ * Returns the permission bits of the classes (owner, group, others) that can
+ * reach a file: a class without search permission on one of the directories
+ * above it cannot open it, whatever the file's own bits say. Follows
+ * symlinks, as opening the file does.
+ *
+ * @example
+ * ```ts
+ * // Under a mode 0700 directory only the owner's bits count.
+ * const bits = reachableBits("/home/me/.config/age/key.txt"); // 0o700
+ * ```
+ */
+export function reachableBits(path: string): number {
+  let bits = 0o777;
+  let directory = dirname(Deno.realPathSync(path));
+  for (;;) {
+    const mode = Deno.statSync(directory).mode ?? 0o777;
+    if ((mode & 0o010) === 0) bits &= ~0o070;
+    if ((mode & 0o001) === 0) bits &= ~0o007;
+    const parent = dirname(directory);
+    if (parent === directory) return bits;
+    directory = parent;
+  }
+}
+
+/**
  * Names what other users can do with a file, from its permission bits: "read",
  * "changed", "read and changed", or null when only the owner has access.
  *

@@ -4,6 +4,7 @@ import {
   checkReadableFile,
   MAX_STORE_BYTES,
   parseStoreHeader,
+  reachableBits,
   readStore,
   replaceStore,
   sharedAccess,
@@ -154,4 +155,19 @@ Deno.test("sharedAccess names group and other permission bits", () => {
   assert.equal(sharedAccess(0o602), "changed");
   assert.equal(sharedAccess(0o666), "read and changed");
   assert.equal(sharedAccess(0o100644), "read");
+});
+
+Deno.test("reachableBits drops classes a directory keeps out", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/key.txt`;
+    await Deno.writeTextFile(file, "");
+    await Deno.chmod(dir, 0o700);
+    assert.equal(reachableBits(file), 0o700);
+    await Deno.chmod(dir, 0o710);
+    assert.equal(reachableBits(file) & 0o070, 0o070);
+    assert.equal(reachableBits(file) & 0o007, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
