@@ -1547,7 +1547,7 @@ function render(results: Results, quick: boolean): string {
   );
   const boundText = [
     overBound.length === 0
-      ? "No lower bound is over its target over its whole interval."
+      ? "No lower bound is over its target across its whole interval."
       : `Over its target already at the lower bound: ${
         overBound.join("; ")
       }. No implementation that keeps this design can meet ${
