@@ -1106,3 +1106,63 @@ mv "$(dirname "$target")/.auth-fake" "$target"
     await fixture.dispose();
   }
 });
+
+Deno.test("identity others can reach warns", async () => {
+  const fixture = await createFixture();
+  // Every directory above it must let others search, so it lives under /tmp
+  // rather than in the fixture, whose clone may sit in a private directory.
+  const shared = await Deno.makeTempDir({ dir: "/tmp", prefix: "sc-key-" });
+  try {
+    await Deno.chmod(shared, 0o711);
+    await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
+    const identity = join(shared, "key.txt");
+    await Deno.copyFile(fixture.identity, identity);
+    const cases: [number, string][] = [
+      [0o640, "read"],
+      [0o660, "read and changed"],
+      [0o620, "changed"],
+    ];
+    for (const [mode, access] of cases) {
+      await Deno.chmod(identity, mode);
+      const run = await fixture.run([
+        "--identity",
+        identity,
+        "--",
+        "login",
+        "status",
+      ]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.ok(
+        run.stderr.includes(
+          `secure-codex: warning: identity file can be ${access} by other users (mode 0${
+            mode.toString(8)
+          }): ${identity}\n`,
+        ),
+        run.stderr,
+      );
+      assert.match(
+        run.stderr,
+        /hint: an unencrypted identity file is the secret key: /,
+      );
+      assert.ok(
+        run.stderr.includes(
+          `hint: restrict it to yourself: chmod 600 ${identity}\n`,
+        ),
+        run.stderr,
+      );
+    }
+    await Deno.chmod(identity, 0o600);
+    const quiet = await fixture.run([
+      "--identity",
+      identity,
+      "--",
+      "login",
+      "status",
+    ]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.doesNotMatch(quiet.stderr, /warning: identity file/);
+  } finally {
+    await Deno.remove(shared, { recursive: true });
+    await fixture.dispose();
+  }
+});
