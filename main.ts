@@ -181,7 +181,10 @@ function holdSignal(): void {}
  * with the exit code SIGQUIT would give but without its core dump: the
  * worker may hold the plaintext while age asks for a passphrase.
  */
-function quitWithoutCore(): void {
+async function quitWithoutCore(): Promise<void> {
+  // NOTE: age leaves the terminal without echo when it dies at its prompt,
+  // and a shell restores it only for a process that a signal ended.
+  await stopAgeInWorkers();
   Deno.exit(128 + 3);
 }
 

@@ -345,7 +345,7 @@ Deno.test("SIGQUIT during the decrypt exits 131 without a core", async () => {
     const started = join(fakeAge, "started");
     await Deno.writeTextFile(
       join(fakeAge, "age"),
-      `#!/bin/sh\ntouch ${started}\nsleep 10\n`,
+      `#!/bin/sh\necho $$ > ${started}.tmp\nmv ${started}.tmp ${started}\nexec sleep 10\n`,
       { mode: 0o755 },
     );
     await Deno.chmod(join(fakeAge, "age"), 0o755);
@@ -353,11 +353,18 @@ Deno.test("SIGQUIT during the decrypt exits 131 without a core", async () => {
       PATH: `${fakeAge}:${fixture.env.PATH}`,
     });
     await waitFor(() => pathExists(started), "the fake age to start");
+    const agePid = Number(Deno.readTextFileSync(started).trim());
     child.kill("SIGQUIT");
     const result = await child.output();
     assert.equal(result.code, 131);
     // Killed by the signal, Deno would have dumped core.
     assert.equal(result.signal, null);
+    // age must not outlive the run, or it would keep reading the terminal.
+    await waitFor(
+      async () => !(await isProcessAlive(agePid)),
+      "the fake age to end",
+      { timeoutMs: 3000 },
+    );
     assert.deepEqual(ramCopies(fixture), []);
   } finally {
     await fixture.dispose();
