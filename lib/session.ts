@@ -48,6 +48,7 @@ import {
   parseStoreHeader,
   reachableBits,
   readStore,
+  replaceableFrom,
   sharedAccess,
   syncDirectory,
 } from "./store.ts";
@@ -364,6 +365,18 @@ export class Session {
       const access = sharedAccess(mode) === null
         ? null
         : sharedAccess(mode & reachableBits(identity));
+      const directory = replaceableFrom(identity, this.config.uid);
+      if (directory !== null) {
+        warn(
+          `identity file can be replaced by other users through its directory: ${directory}`,
+          [
+            "whoever can put their own key in its place receives the tokens of a store that is created with it",
+            `restrict the directory: chmod o-w ${
+              shellQuote(directory)
+            }, or keep the key in a directory of your own`,
+          ],
+        );
+      }
       if (access !== null) {
         warn(
           `identity file can be ${access} by other users (mode 0${

@@ -139,6 +139,32 @@ export function reachableBits(path: string): number {
 }
 
 /**
+ * Returns the first directory above a file (following symlinks) in which
+ * another user can rename or replace it: one writable by everyone without
+ * the sticky bit, or one owned by another user than `uid` and root. Returns
+ * null when there is none. NOTE: a directory writable by its group passes,
+ * because on systems with a private group per user that group is the user
+ * alone.
+ *
+ * @example
+ * ```ts
+ * const directory = replaceableFrom("/home/me/.config/age/key.txt", 1000);
+ * ```
+ */
+export function replaceableFrom(path: string, uid: number): string | null {
+  let directory = dirname(Deno.realPathSync(path));
+  for (;;) {
+    const info = Deno.statSync(directory);
+    const mode = info.mode ?? 0;
+    if (info.uid !== uid && info.uid !== 0) return directory;
+    if ((mode & 0o002) !== 0 && (mode & 0o1000) === 0) return directory;
+    const parent = dirname(directory);
+    if (parent === directory) return null;
+    directory = parent;
+  }
+}
+
+/**
  * Names what other users can do with a file, from its permission bits: "read",
  * "changed", "read and changed", or null when only the owner has access.
  *

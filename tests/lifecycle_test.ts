@@ -1161,6 +1161,34 @@ Deno.test("identity others can reach warns", async () => {
     ]);
     assert.equal(quiet.code, 0, quiet.stderr);
     assert.doesNotMatch(quiet.stderr, /warning: identity file/);
+
+    // A directory everyone can write lets others replace the key; the sticky
+    // bit, as on /tmp, keeps them from it.
+    await Deno.chmod(shared, 0o777);
+    const open = await fixture.run([
+      "--identity",
+      identity,
+      "--",
+      "login",
+      "status",
+    ]);
+    assert.equal(open.code, 0, open.stderr);
+    assert.ok(
+      open.stderr.includes(
+        `secure-codex: warning: identity file can be replaced by other users through its directory: ${shared}\n`,
+      ),
+      open.stderr,
+    );
+    await Deno.chmod(shared, 0o1777);
+    const sticky = await fixture.run([
+      "--identity",
+      identity,
+      "--",
+      "login",
+      "status",
+    ]);
+    assert.equal(sticky.code, 0, sticky.stderr);
+    assert.doesNotMatch(sticky.stderr, /warning: identity file/);
   } finally {
     await Deno.remove(shared, { recursive: true });
     await fixture.dispose();
