@@ -31,7 +31,7 @@ export interface RamDirChoice {
 }
 
 const OWN_TMPFS =
-  "mount a tmpfs you own (for example Docker's --tmpfs /run/secure-codex:mode=0700,uid=<uid>) and pass --ram-dir on it";
+  "mount a tmpfs you own (as root: mount -t tmpfs -o mode=0700,uid=<uid> tmpfs DIR; in Docker: --tmpfs /run/secure-codex:mode=0700,uid=<uid>) and pass --ram-dir on it";
 const SAFE_ALTERNATIVES = [
   "log in through a normal session (ssh, a desktop or `machinectl shell`) so systemd creates /run/user/<uid>",
   "or run `loginctl enable-linger` once so /run/user/<uid> exists without a login",
