@@ -44,11 +44,10 @@ import {
   asidePath,
   checkReadableFile,
   followLink,
+  inspectDirectoriesAbove,
   MAX_KEY_FILE_BYTES,
   parseStoreHeader,
-  reachableBits,
   readStore,
-  replaceableFrom,
   sharedAccess,
   syncDirectory,
 } from "./store.ts";
@@ -362,10 +361,9 @@ export class Session {
       // It warns instead of refusing, because a key on a filesystem without
       // Unix modes (FAT, some network mounts) shows bits that cannot be removed.
       const mode = info.mode ?? 0;
-      const access = sharedAccess(mode) === null
-        ? null
-        : sharedAccess(mode & reachableBits(identity));
-      const directory = replaceableFrom(identity, this.config.uid);
+      const above = inspectDirectoriesAbove(identity, this.config.uid);
+      const access = sharedAccess(mode & above.reachableBits);
+      const directory = above.replaceableFrom;
       if (directory !== null) {
         warn(
           `identity file can be replaced by other users through its directory: ${directory}`,

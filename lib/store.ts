@@ -113,53 +113,56 @@ export function asidePath(store: string): string {
   return `${base}.old.age`;
 }
 
-/**
- * Returns the permission bits of the classes (owner, group, others) that can
- * reach a file: a class without search permission on one of the directories
- * above it cannot open it, whatever the file's own bits say. Follows
- * symlinks, as opening the file does.
- *
- * @example
- * ```ts
- * // Under a mode 0700 directory only the owner's bits count.
- * const bits = reachableBits("/home/me/.config/age/key.txt"); // 0o700
- * ```
- */
-export function reachableBits(path: string): number {
-  let bits = 0o777;
-  let directory = dirname(Deno.realPathSync(path));
-  for (;;) {
-    const mode = Deno.statSync(directory).mode ?? 0o777;
-    if ((mode & 0o010) === 0) bits &= ~0o070;
-    if ((mode & 0o001) === 0) bits &= ~0o007;
-    const parent = dirname(directory);
-    if (parent === directory) return bits;
-    directory = parent;
-  }
+/** What the directories above a file let other users do with it. */
+export interface DirectoriesAbove {
+  /**
+   * The permission bits of the classes (owner, group, others) that can reach
+   * the file: a class without search permission on one of the directories
+   * cannot open it, whatever the file's own bits say.
+   */
+  reachableBits: number;
+  /**
+   * The closest directory in which another user can rename or replace the
+   * file: one writable by everyone without the sticky bit, or one owned by
+   * another user than `uid` and root. Null when there is none.
+   */
+  replaceableFrom: string | null;
 }
 
 /**
- * Returns the first directory above a file (following symlinks) in which
- * another user can rename or replace it: one writable by everyone without
- * the sticky bit, or one owned by another user than `uid` and root. Returns
- * null when there is none. NOTE: a directory writable by its group passes,
- * because on systems with a private group per user that group is the user
- * alone.
+ * Walks the directories above a file once, following symlinks as opening it
+ * does, and tells who can reach or replace it through them. NOTE: a
+ * directory writable by its group does not count as replaceable, because on
+ * systems with a private group per user that group is the user alone.
  *
  * @example
  * ```ts
- * const directory = replaceableFrom("/home/me/.config/age/key.txt", 1000);
+ * const above = inspectDirectoriesAbove("/home/me/.config/age/key.txt", 1000);
+ * // Under a mode 0700 directory only the owner's bits count.
+ * console.log(above.reachableBits === 0o700, above.replaceableFrom);
  * ```
  */
-export function replaceableFrom(path: string, uid: number): string | null {
+export function inspectDirectoriesAbove(
+  path: string,
+  uid: number,
+): DirectoriesAbove {
+  const above: DirectoriesAbove = {
+    reachableBits: 0o777,
+    replaceableFrom: null,
+  };
   let directory = dirname(Deno.realPathSync(path));
   for (;;) {
     const info = Deno.statSync(directory);
-    const mode = info.mode ?? 0;
-    if (info.uid !== uid && info.uid !== 0) return directory;
-    if ((mode & 0o002) !== 0 && (mode & 0o1000) === 0) return directory;
+    const mode = info.mode ?? 0o777;
+    if ((mode & 0o010) === 0) above.reachableBits &= ~0o070;
+    if ((mode & 0o001) === 0) above.reachableBits &= ~0o007;
+    const othersWrite = (mode & 0o002) !== 0 && (mode & 0o1000) === 0;
+    const othersOwn = info.uid !== uid && info.uid !== 0;
+    if (above.replaceableFrom === null && (othersWrite || othersOwn)) {
+      above.replaceableFrom = directory;
+    }
     const parent = dirname(directory);
-    if (parent === directory) return null;
+    if (parent === directory) return above;
     directory = parent;
   }
 }

@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { CliError } from "./output.ts";
 import {
   checkReadableFile,
+  inspectDirectoriesAbove,
   MAX_STORE_BYTES,
   parseStoreHeader,
-  reachableBits,
   readStore,
   replaceStore,
   sharedAccess,
@@ -157,16 +157,23 @@ Deno.test("sharedAccess names group and other permission bits", () => {
   assert.equal(sharedAccess(0o100644), "read");
 });
 
-Deno.test("reachableBits drops classes a directory keeps out", async () => {
+Deno.test("inspectDirectoriesAbove finds reach and replace", async () => {
   const dir = await Deno.makeTempDir();
+  const reachable = (file: string) =>
+    inspectDirectoriesAbove(file, uid).reachableBits;
   try {
     const file = `${dir}/key.txt`;
     await Deno.writeTextFile(file, "");
     await Deno.chmod(dir, 0o700);
-    assert.equal(reachableBits(file), 0o700);
+    assert.equal(reachable(file), 0o700);
     await Deno.chmod(dir, 0o710);
-    assert.equal(reachableBits(file) & 0o070, 0o070);
-    assert.equal(reachableBits(file) & 0o007, 0);
+    assert.equal(reachable(file) & 0o070, 0o070);
+    assert.equal(reachable(file) & 0o007, 0);
+    assert.equal(inspectDirectoriesAbove(file, uid).replaceableFrom, null);
+    await Deno.chmod(dir, 0o777);
+    assert.equal(inspectDirectoriesAbove(file, uid).replaceableFrom, dir);
+    await Deno.chmod(dir, 0o1777);
+    assert.equal(inspectDirectoriesAbove(file, uid).replaceableFrom, null);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
