@@ -11,6 +11,7 @@ import {
   childEnvironment,
   classifyCodexCommand,
   type CodexExit,
+  exitBySignal,
   exitLikeCodex,
   findStoreOverride,
   FORWARDED_SIGNALS,
@@ -176,44 +177,41 @@ async function printStatus(
 /** Ignores a signal, so that it cannot end a run before leave() is done. */
 function holdSignal(): void {}
 
-/**
- * Ends the process on SIGQUIT (Ctrl-\ on a terminal) before codex starts,
- * with the exit code SIGQUIT would give but without its core dump: the
- * worker may hold the plaintext while age asks for a passphrase.
- */
-async function quitWithoutCore(): Promise<void> {
-  // NOTE: age leaves the terminal without echo when it dies at its prompt,
-  // and a shell restores it only for a process that a signal ended.
-  await stopAgeInWorkers();
-  Deno.exit(128 + 3);
-}
-
-/** The signals that end a run before codex starts, with their numbers. */
-const STOP_SIGNALS = [["SIGTERM", 15], ["SIGHUP", 1], ["SIGINT", 2]] as const;
+/** The signals that end a run before codex starts, and that --watch handles. */
+const STOP_SIGNALS = ["SIGTERM", "SIGHUP", "SIGINT"] as const;
 
 /**
  * Ends the process by `signal` before codex starts, after stopping any age
  * process the worker runs: age does not die with this process, and one at
- * its passphrase prompt would keep reading the terminal.
+ * its passphrase prompt would keep reading the terminal. For SIGQUIT
+ * (Ctrl-\ on a terminal), exitLikeCodex exits with 131 instead of dying by
+ * the signal, whose core dump could hold the plaintext the worker has.
  */
-function stopBeforeCodex(signal: Deno.Signal, number: number): () => void {
+function stopBeforeCodex(signal: Deno.Signal): () => void {
   const listener = async () => {
     await stopAgeInWorkers();
-    await exitLikeCodex({ code: 128 + number, signal }, () => {
+    // NOTE: age leaves the terminal without echo when it dies at its prompt,
+    // and a shell restores it only for a process that a signal ended.
+    await exitLikeCodex(exitBySignal(signal), () => {
       Deno.removeSignalListener(signal, listener);
     });
   };
   return listener;
 }
 
-const stopListeners = STOP_SIGNALS.map(([signal, number]) =>
-  [signal, stopBeforeCodex(signal, number)] as const
+const stopListeners = [...STOP_SIGNALS, "SIGQUIT" as const].map((signal) =>
+  [signal, stopBeforeCodex(signal)] as const
 );
 
-/** Lets codex's forwarding, or --watch, handle these signals from now on. */
-function releaseStopSignals(): void {
+/**
+ * Lets codex's forwarding handle the stop signals from now on, or, for
+ * --watch, only those in STOP_SIGNALS: SIGQUIT still must not dump core.
+ */
+function releaseStopSignals(
+  signals: readonly Deno.Signal[] = [...STOP_SIGNALS, "SIGQUIT"],
+): void {
   for (const [signal, listener] of stopListeners) {
-    Deno.removeSignalListener(signal, listener);
+    if (signals.includes(signal)) Deno.removeSignalListener(signal, listener);
   }
 }
 
@@ -338,7 +336,6 @@ async function run(options: Options): Promise<number | CodexExit> {
     for (const signal of ["SIGINT", ...FORWARDED_SIGNALS] as const) {
       Deno.addSignalListener(signal, holdSignal);
     }
-    Deno.removeSignalListener("SIGQUIT", quitWithoutCore);
     releaseStopSignals();
     mark("watch");
     let exit: CodexExit;
@@ -371,7 +368,7 @@ async function run(options: Options): Promise<number | CodexExit> {
     }
     mark("leave");
     if (session.promptInterrupted && exit.signal === null) {
-      return { code: 128 + 2, signal: "SIGINT" };
+      return exitBySignal("SIGINT");
     }
     return exit;
   } finally {
@@ -427,7 +424,7 @@ async function watch(
 ): Promise<number> {
   const { watchSessions } = await import("./lib/watch.ts");
   // --watch stops on these itself, after a last write-back.
-  releaseStopSignals();
+  releaseStopSignals(STOP_SIGNALS);
   const { env: ageEnv } = childEnvironment(Deno.env.toObject());
   const profiles = options.allProfiles
     ? ["default", ...Object.keys(config?.profiles ?? {})]
@@ -458,7 +455,6 @@ async function watch(
 
 async function main(): Promise<number | CodexExit> {
   mark("loaded");
-  Deno.addSignalListener("SIGQUIT", quitWithoutCore);
   for (const [signal, listener] of stopListeners) {
     Deno.addSignalListener(signal, listener);
   }

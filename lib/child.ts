@@ -88,6 +88,22 @@ const SIGNAL_NUMBERS: Readonly<Partial<Record<Deno.Signal, number>>> = {
 };
 
 /**
+ * Describes an end by `signal`, with the exit code a shell reports for it,
+ * 128 plus the signal number.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(exitBySignal("SIGTERM"), { code: 143, signal: "SIGTERM" });
+ * ```
+ */
+export function exitBySignal(signal: Deno.Signal): CodexExit {
+  const number = SIGNAL_NUMBERS[signal];
+  if (number === undefined) throw new Error(`no number known for ${signal}`);
+  return { code: 128 + number, signal };
+}
+
+/**
  * Computes the exit code a shell reports for a status: the code, or 128 plus
  * the signal number when a signal ended the process.
  *

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   childEnvironment,
   classifyCodexCommand,
+  exitBySignal,
   exitCodeOf,
   findStoreOverride,
 } from "./child.ts";
@@ -78,4 +79,10 @@ Deno.test("classifyCodexCommand finds login, status and logout", () => {
   for (const [args, expected] of cases) {
     assert.equal(classifyCodexCommand(args), expected, args.join(" "));
   }
+});
+
+Deno.test("exitBySignal gives 128 plus n", () => {
+  assert.deepEqual(exitBySignal("SIGINT"), { code: 130, signal: "SIGINT" });
+  assert.deepEqual(exitBySignal("SIGQUIT"), { code: 131, signal: "SIGQUIT" });
+  assert.deepEqual(exitBySignal("SIGTERM"), { code: 143, signal: "SIGTERM" });
 });
