@@ -715,10 +715,10 @@ export class Session {
     );
   }
 
-  /** Decrypts the store into RAM and records the new state. */
   /**
-   * Decrypts the store into RAM. `ramCopy` describes a RAM copy the store
-   * would replace: a store with older tokens then leaves it in place.
+   * Decrypts the store into RAM and records the new state. `ramCopy`
+   * describes a RAM copy the store would replace: a store with older tokens
+   * then leaves it in place.
    */
   async #unlock(
     options: { ramCopy?: { lastRefresh: string | null } } = {},
@@ -1581,10 +1581,10 @@ export function repeatReports(session: Session): void {
   reported.delete(session);
 }
 
-/** Names the fix for a failed store write from the system error in its reason. */
 /** The failure reason of a write-back whose age prompt Ctrl-C ended. */
 const AGE_INTERRUPTED = "age failed (killed by SIGINT)";
 
+/** Names the fix for a failed store write from the system error in its reason. */
 function failureFix(reason: string, store: string): string {
   // Deno's file errors end with the path they concern, such as
   // "open '/run/user/1000/...'": the failure may be in the RAM directory.
