@@ -365,6 +365,33 @@ function isPassphraseStore(bytes: Uint8Array): boolean {
 }
 
 /**
+ * Encrypts the fixture's identity with `age -p` and IDENTITY_PASSPHRASE in
+ * the terminal, as a passphrase-protected identity file. Returns its path.
+ */
+async function protectIdentity(
+  fixture: Fixture,
+  terminal: Terminal,
+): Promise<string> {
+  const keyFile = join(fixture.dir, "key.age");
+  const pane = await terminal.run([
+    "age",
+    "-p",
+    "-o",
+    keyFile,
+    fixture.identity,
+  ]);
+  await pane.answer(
+    PROMPT_NEW,
+    IDENTITY_PASSPHRASE,
+    "age -p to ask for a passphrase",
+  );
+  await pane.answer(PROMPT_CONFIRM, IDENTITY_PASSPHRASE, "age -p to ask again");
+  const { code, screen } = await pane.waitForExit();
+  assert.equal(code, 0, `protecting the identity failed:\n${screen}`);
+  return keyFile;
+}
+
+/**
  * Makes `fixture.store` a passphrase store containing `value`: encrypts it to
  * the fixture's identity first, then pipes `age -d` into `age -e -p` in the
  * terminal, so the plaintext stays in a pipe.
@@ -784,26 +811,7 @@ Deno.test("protected identity prompts only once", async () => {
     const before = await Deno.readFile(fixture.store);
     // The identity is encrypted with a passphrase and has no public key line,
     // so write-back takes the recipient from the file beside the store.
-    const keyFile = join(fixture.dir, "key.age");
-    const protect = await terminal.run([
-      "age",
-      "-p",
-      "-o",
-      keyFile,
-      fixture.identity,
-    ]);
-    await protect.answer(
-      PROMPT_NEW,
-      IDENTITY_PASSPHRASE,
-      "age -p to ask for a passphrase",
-    );
-    await protect.answer(
-      PROMPT_CONFIRM,
-      IDENTITY_PASSPHRASE,
-      "age -p to ask again",
-    );
-    const protectedKey = await protect.waitForExit();
-    assert.equal(protectedKey.code, 0, protectedKey.screen);
+    const keyFile = await protectIdentity(fixture, terminal);
     const publicKey = await runCommand("age-keygen", ["-y", fixture.identity]);
     assert.equal(publicKey.code, 0, publicKey.stderr);
     await Deno.writeTextFile(`${fixture.store}.recipients`, publicKey.stdout);
@@ -860,17 +868,7 @@ Deno.test("protected identity errors name the passphrase", async () => {
     terminal = await Terminal.create(fixture, terminalEnv(fixture, {}));
     await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
     const before = await Deno.readFile(fixture.store);
-    const keyFile = join(fixture.dir, "key.age");
-    const protect = await terminal.run([
-      "age",
-      "-p",
-      "-o",
-      keyFile,
-      fixture.identity,
-    ]);
-    await protect.answer(PROMPT_NEW, IDENTITY_PASSPHRASE, "age -p to ask");
-    await protect.answer(PROMPT_CONFIRM, IDENTITY_PASSPHRASE, "age -p again");
-    assert.equal((await protect.waitForExit()).code, 0);
+    const keyFile = await protectIdentity(fixture, terminal);
 
     // A wrong passphrase on the terminal.
     const pane = await terminal.run([
