@@ -56,7 +56,7 @@ export const WRONG_PASSPHRASE_REASON = "the passphrase is incorrect";
 export const NO_TERMINAL_REASON = "age had no terminal to ask for a passphrase";
 
 /**
- * age 1.1.1's messages and the reason each stands for. Damage: an age file
+ * age 1.1.1's messages, each with the reason it maps to. Damage: an age file
  * cut short or altered after its recipient stanzas, in its header or armor,
  * nonce, header MAC or payload. A passphrase-protected identity file fails
  * with "failed to decrypt identity file: ..." around the passphrase message.

@@ -113,12 +113,12 @@ export function asidePath(store: string): string {
   return `${base}.old.age`;
 }
 
-/** What the directories above a file let other users do with it. */
+/** The access that the directories above a file give other users to it. */
 export interface DirectoriesAbove {
   /**
    * The permission bits of the classes (owner, group, others) that can reach
    * the file: a class without search permission on one of the directories
-   * cannot open it, whatever the file's own bits say.
+   * cannot open it, whatever the file's own bits allow.
    */
   reachableBits: number;
   /**
@@ -131,7 +131,7 @@ export interface DirectoriesAbove {
 
 /**
  * Walks the directories above a file once, following symlinks as opening it
- * does, and tells who can reach or replace it through them. NOTE: a
+ * does, and returns who can reach or replace it through them. NOTE: a
  * directory writable by its group does not count as replaceable, because on
  * systems with a private group per user that group is the user alone.
  *

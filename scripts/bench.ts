@@ -1382,15 +1382,15 @@ function memorySection(result: MemoryResult): string {
     } MiB for the floor.`,
     `- The floor with a Worker that runs \`age -d\` and nothing else peaks at ${
       ratio(result.floorWorker.median / floor)
-    } × the floor: a second isolate costs ${
+    } × the floor. A second isolate costs ${
       mib(result.floorWorker.median - floor)
-    } MiB before it loads any of secure-codex's modules${
+    } MiB before it loads any of secure-codex's modules.${
       result.floorWorker.median / floor > TARGETS.memoryRatio
-        ? `, so no cold start that keeps the plaintext in a Worker can stay within ${
+        ? ` No cold start that keeps the plaintext in a Worker can stay within ${
           TARGETS.memoryRatio.toFixed(2)
-        } × the floor`
+        } × the floor.`
         : ""
-    }.`,
+    }`,
     `- Time until every child had started (median): ${concurrentStart}.`,
   ].join("\n");
 }

@@ -339,7 +339,7 @@ Deno.test("SIGQUIT during the decrypt exits 131 without a core", async () => {
   const fixture = await createFixture();
   try {
     await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
-    // An age that stands in for one waiting at its passphrase prompt, while
+    // A fake age that waits as one at its passphrase prompt would, while
     // the worker is up and about to hold the plaintext.
     const fakeAge = await Deno.makeTempDir({ dir: fixture.dir });
     const started = join(fakeAge, "started");
@@ -375,7 +375,7 @@ Deno.test("SIGTERM during the decrypt stops age too", async () => {
   const fixture = await createFixture();
   try {
     await fixture.writeStore(fakeChatGptAuth({ canary: fixture.canary }));
-    // An age that stands in for one waiting at its passphrase prompt. It
+    // A fake age that waits as one at its passphrase prompt would. It
     // records its process id; exec keeps that id for the sleep.
     const fakeAge = await Deno.makeTempDir({ dir: fixture.dir });
     const pidFile = join(fakeAge, "pid");

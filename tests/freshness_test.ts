@@ -5,7 +5,7 @@
  * copy. A store written by a clock that runs ahead does not block the
  * refreshes after it.
  *
- * A fake codex stands in for a token refresh: it saves `NEW_AUTH` through
+ * A fake codex plays a token refresh: it saves `NEW_AUTH` through
  * the link as codex does, with a temp file beside the target and a rename.
  *
  * @module
@@ -271,7 +271,7 @@ Deno.test("cleanup keeps a RAM copy the store lacks", async () => {
     );
     assert.equal(ramRefreshToken(fixture), "rt-newest");
 
-    // As the hint says, a run saves the RAM copy to a new store.
+    // Following the hint, a run saves the RAM copy to a new store.
     const save = await fixture.run(["--", "login", "status"]);
     assert.equal(save.code, 0, save.stderr);
     assert.equal(await storedRefreshToken(fixture), "rt-newest");

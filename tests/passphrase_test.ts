@@ -889,7 +889,7 @@ Deno.test("protected identity errors name the passphrase", async () => {
     );
     assert.doesNotMatch(wrongLog, /check that the identity files/);
 
-    // No terminal at all: the hints say how to run without one.
+    // No terminal at all: the hints describe how to run without one.
     const result = await runCommand("setsid", [
       SECURE_CODEX,
       "--identity",
@@ -956,7 +956,7 @@ exec /usr/bin/age "$@"
       "x",
     ]);
     const { code, screen } = await pane.waitForExit();
-    // The shell sees a run ended by Ctrl-C (128 + 2), not codex's 0, and
+    // The shell gets a run ended by Ctrl-C (128 + 2), not codex's 0, and
     // restores the terminal that age left without echo.
     assert.equal(code, 130, screen);
     const log = await pane.log();

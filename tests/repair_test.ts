@@ -305,9 +305,12 @@ Deno.test("cleanup works without identity or codex", async () => {
     // --force removes it.
     const storeBytes = Deno.readFileSync(fixture.store);
     Deno.removeSync(fixture.store);
-    const refused = await fixture.run(["--cleanup"], { env });
-    assert.equal(refused.code, 1, refused.stderr);
-    assert.match(refused.stderr, /the store it was saved to is missing \(/);
+    const withoutStore = await fixture.run(["--cleanup"], { env });
+    assert.equal(withoutStore.code, 1, withoutStore.stderr);
+    assert.match(
+      withoutStore.stderr,
+      /the store it was saved to is missing \(/,
+    );
     assert.equal(pathExists(ramCopy), true);
     Deno.writeFileSync(fixture.store, storeBytes);
 
